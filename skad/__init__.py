@@ -1,0 +1,19 @@
+"""skad: deep anomaly detection as scikit-learn estimators.
+
+Every detector is trained with PyTorch (GPU when there is one, CPU otherwise)
+and behaves like :class:`sklearn.ensemble.IsolationForest`: ``fit`` /
+``score_samples`` / ``decision_function`` / ``predict``.
+"""
+
+__version__ = "0.1.0"
+
+from skad._engine import TrainingDivergedError
+from skad.deep_svdd import DeepSVDD
+from skad.utils.discovery import all_estimators
+
+__all__ = [
+    "DeepSVDD",
+    "TrainingDivergedError",
+    "all_estimators",
+    "__version__",
+]

@@ -1,0 +1,18 @@
+"""Small, fast instances of every skad detector for the common tests."""
+
+from skad import all_estimators
+
+#: Per-class keyword arguments that keep the common checks fast on a CPU.
+FAST_PARAMS = {
+    "DeepSVDD": dict(max_iter=3),
+}
+
+
+def fast_instances():
+    """One fast CPU instance of every public detector."""
+    out = []
+    for name, cls in all_estimators():
+        params = dict(device="cpu", random_state=0)
+        params.update(FAST_PARAMS.get(name, dict(max_iter=3)))
+        out.append(cls(**params))
+    return out
