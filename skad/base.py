@@ -244,14 +244,24 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         )
 
     # -------------------------------------------------------------- fit
-    def _fit(self, X, labels=None):
-        X = validate_data(
+    def _validate_input(self, X, *, reset: bool):
+        """Validate X for ``fit`` (``reset=True``) or scoring.
+
+        The default accepts 2-D numeric arrays (tabular rows, embeddings,
+        flattened image features). Detectors with an image mode override it
+        to also accept (n, C, H, W) arrays, e.g. with ``allow_nd=True``.
+        """
+        return validate_data(
             self,
             X,
+            reset=reset,
             dtype=[np.float64, np.float32],
-            ensure_min_samples=2,
+            ensure_min_samples=2 if reset else 1,
             ensure_all_finite=True,
         )
+
+    def _fit(self, X, labels=None):
+        X = self._validate_input(X, reset=True)
         labels = validate_labels(labels, X.shape[0])
         self.device_ = _engine.resolve_device(self.device)
         rng = _engine.make_random_state(self.random_state, self.device_)
@@ -337,9 +347,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
             negated (scikit-learn's convention).
         """
         check_is_fitted(self)
-        X = validate_data(
-            self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=True
-        )
+        X = self._validate_input(X, reset=False)
         return self._score_samples(X)
 
     def decision_function(self, X):
