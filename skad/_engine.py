@@ -401,7 +401,9 @@ def train_epochs(
     Raises
     ------
     TrainingDivergedError
-        When a batch loss is NaN or infinite; the message names the epoch.
+        When an epoch's mean loss is NaN or infinite (checked once per epoch,
+        so a GPU is not synchronised after every batch); the message names
+        the epoch.
     """
     history = History(validation_scores=[] if validation_loss is not None else None)
     best_state = None
@@ -427,21 +429,17 @@ def train_epochs(
                 out = _as_float_dict(step(idx))
                 loss = out["loss"]
                 if optimizer is not None:
-                    if not torch.isfinite(loss):
-                        _check_finite(
-                            float(loss.detach()), epoch, f"{desc} loss", learning_rate
-                        )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
                 n = int(idx.shape[0])
                 count += n
+                # Accumulate on the device; one host sync per epoch, not per batch.
                 for k, v in out.items():
-                    v = float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
-                    if k == "loss":
-                        _check_finite(v, epoch, f"{desc} loss", learning_rate)
+                    v = v.detach() if isinstance(v, torch.Tensor) else float(v)
                     sums[k] = sums.get(k, 0.0) + v * n
-            means = {k: s / max(count, 1) for k, s in sums.items()}
+            means = {k: float(s) / max(count, 1) for k, s in sums.items()}
+            _check_finite(means["loss"], epoch, f"{desc} loss", learning_rate)
             epoch_loss = means.pop("loss")
             history.loss_curve.append(epoch_loss)
             for k, v in means.items():
