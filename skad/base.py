@@ -24,6 +24,7 @@ implements only three hooks:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 from abc import ABCMeta, abstractmethod
@@ -65,6 +66,36 @@ def _has_tensors(obj) -> bool:
     if isinstance(obj, list | tuple):
         return any(_has_tensors(v) for v in obj)
     return False
+
+
+_NON_NUMERIC_HINT = (
+    "skad detectors need numeric features: encode categorical or text columns "
+    "first (for example with sklearn.preprocessing.OneHotEncoder or an "
+    "embedding model)."
+)
+
+
+def _check_not_strings(X) -> None:
+    """Reject string arrays with a clear message, before any conversion.
+
+    Without this, scikit-learn would silently parse arrays of numeric strings.
+    """
+    kind = getattr(getattr(X, "dtype", None), "kind", None)
+    if kind in ("U", "S"):
+        raise ValueError(f"X has the string dtype {X.dtype}; {_NON_NUMERIC_HINT}")
+
+
+@contextlib.contextmanager
+def _explain_non_numeric():
+    """Re-raise numpy's string-to-float failure with skad's hint."""
+    try:
+        yield
+    except ValueError as exc:
+        if "could not convert string to float" in str(exc):
+            raise ValueError(
+                f"X contains non-numeric values ({exc}); {_NON_NUMERIC_HINT}"
+            ) from exc
+        raise
 
 
 def validate_labels(labels, n_samples: int) -> np.ndarray | None:
@@ -261,7 +292,9 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         )
 
     def _fit(self, X, labels=None):
-        X = self._validate_input(X, reset=True)
+        _check_not_strings(X)
+        with _explain_non_numeric():
+            X = self._validate_input(X, reset=True)
         labels = validate_labels(labels, X.shape[0])
         self.device_ = _engine.resolve_device(self.device)
         rng = _engine.make_random_state(self.random_state, self.device_)
@@ -283,9 +316,11 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
 
         scores = self._score_samples(X)
         if not np.all(np.isfinite(scores)):
+            epoch = getattr(self, "n_iter_", None)
+            at = "" if epoch is None else f" at epoch {epoch}"
             raise _engine.TrainingDivergedError(
                 f"{type(self).__name__} produced non-finite scores on the training "
-                "data after training; try a lower learning_rate_init or "
+                f"data after training{at}; try a lower learning_rate_init or "
                 "standardised features."
             )
         self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
@@ -347,7 +382,9 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
             negated (scikit-learn's convention).
         """
         check_is_fitted(self)
-        X = self._validate_input(X, reset=False)
+        _check_not_strings(X)
+        with _explain_non_numeric():
+            X = self._validate_input(X, reset=False)
         return self._score_samples(X)
 
     def decision_function(self, X):
