@@ -9,11 +9,14 @@ __version__ = "0.1.0"
 
 from skad._engine import TrainingDivergedError
 from skad.deep_svdd import DeepSVDD
+from skad.persistence import load, save
 from skad.utils.discovery import all_estimators
 
 __all__ = [
     "DeepSVDD",
     "TrainingDivergedError",
     "all_estimators",
+    "load",
+    "save",
     "__version__",
 ]
