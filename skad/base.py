@@ -83,6 +83,20 @@ def _check_not_strings(X) -> None:
     kind = getattr(getattr(X, "dtype", None), "kind", None)
     if kind in ("U", "S"):
         raise ValueError(f"X has the string dtype {X.dtype}; {_NON_NUMERIC_HINT}")
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is not None and hasattr(X, "columns") and hasattr(dtypes, "items"):
+        # pandas DataFrame: name the non-numeric columns (string columns of
+        # numbers would otherwise be parsed silently)
+        bad = [
+            f"{col!r} ({dt})"
+            for col, dt in dtypes.items()
+            if getattr(dt, "kind", "O") not in "biuf"
+        ]
+        if bad:
+            raise ValueError(
+                f"X has non-numeric columns: {', '.join(bad[:10])}"
+                f"{' ...' if len(bad) > 10 else ''}; {_NON_NUMERIC_HINT}"
+            )
 
 
 @contextlib.contextmanager
