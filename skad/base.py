@@ -214,6 +214,10 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         tags.non_deterministic = False
         return tags
 
+    def __sklearn_is_fitted__(self) -> bool:
+        """Fitted once ``fit`` has completed (it sets ``offset_`` last)."""
+        return hasattr(self, "offset_")
+
     # -------------------------------------------------------------- helpers
     def _fitted_modules(self) -> dict[str, torch.nn.Module]:
         """Fitted attributes that are torch modules, by name."""
@@ -306,6 +310,10 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         )
 
     def _fit(self, X, labels=None):
+        # offset_ is set last: until then (or when training fails, e.g.
+        # diverges) the estimator counts as unfitted, never as a model that
+        # scores NaN with a stale threshold.
+        vars(self).pop("offset_", None)
         _check_not_strings(X)
         with _explain_non_numeric():
             X = self._validate_input(X, reset=True)
