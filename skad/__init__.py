@@ -10,10 +10,12 @@ __version__ = "0.1.0"
 from skad._engine import TrainingDivergedError
 from skad.deep_svdd import DeepSVDD
 from skad.persistence import load, save
+from skad.reverse_distillation import ReverseDistillation
 from skad.utils.discovery import all_estimators
 
 __all__ = [
     "DeepSVDD",
+    "ReverseDistillation",
     "TrainingDivergedError",
     "all_estimators",
     "load",
