@@ -1,0 +1,151 @@
+"""Command line: ``python -m skad.benchmark`` (``skad-benchmark``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="python -m skad.benchmark",
+        description="Benchmark skad's detectors against scikit-learn baselines "
+        "(and PyOD / DeepOD when installed) under one protocol: stratified "
+        "70/30 split per seed, StandardScaler, default hyper-parameters, ROC AUC "
+        "and average precision on the test rows.",
+    )
+    p.add_argument(
+        "--suite",
+        default="demo",
+        choices=["demo", "adbench", "synthetic", "speed"],
+        help="demo (embedded, default), adbench (.npz files under --data-dir), "
+        "synthetic (tiny smoke test) or speed (throughput of DeepSVDD vs peers)",
+    )
+    p.add_argument(
+        "--data-dir",
+        help="ADBench directory with <group>/<name>.npz (default: $SKAD_ADBENCH_DIR "
+        "or ../shared/data/adbench)",
+    )
+    p.add_argument("--groups", nargs="+", help="e.g. Classical CV_by_ResNet18")
+    p.add_argument("--datasets", nargs="+", help="names, e.g. 4_breastw or breastw")
+    p.add_argument(
+        "--detectors",
+        nargs="+",
+        help="names (see --list) or keywords default/all/skad/baselines/peers/"
+        "pyod/deepod/variants (default: default)",
+    )
+    p.add_argument(
+        "--setting",
+        default="unsupervised",
+        choices=["unsupervised", "one-class", "semi-supervised"],
+    )
+    p.add_argument("--label-fraction", type=float, default=0.1)
+    p.add_argument(
+        "--seeds", nargs="+", type=int, help="default: 0 1 2 for adbench, 0 otherwise"
+    )
+    p.add_argument("--max-samples", type=int, default=10_000)
+    p.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds per job (default 1800)"
+    )
+    p.add_argument(
+        "--threads",
+        default="auto",
+        help="torch threads per job (default auto: all cores when idle, 1 on a "
+        "busy shared machine)",
+    )
+    p.add_argument("--output", default="benchmark-results", help="output directory")
+    p.add_argument(
+        "--no-resume", action="store_true", help="start over instead of resuming"
+    )
+    p.add_argument(
+        "--retry-failed", action="store_true", help="re-run failed/timed-out jobs"
+    )
+    p.add_argument(
+        "--in-process", action="store_true", help="no child processes (no timeout)"
+    )
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--baseline", default="IsolationForest")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--list", action="store_true", help="list detectors and datasets, then exit"
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    # speed suite
+    p.add_argument("--fit-rows", type=int, default=100_000, help="speed suite")
+    p.add_argument("--score-rows", type=int, default=1_000_000, help="speed suite")
+    p.add_argument("--n-features", type=int, default=64, help="speed suite")
+    p.add_argument("--epochs", type=int, default=10, help="speed suite")
+    return p
+
+
+def main(argv=None):
+    # OpenMP reads its wait policy when torch loads; job processes inherit it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from skad import benchmark
+
+    if args.list:
+        from skad.benchmark._registry import describe
+
+        print("Detectors:")
+        for name, spec in benchmark.get_registry().items():
+            print(f"  {name:24s} [{spec.kind}] {describe(spec)}")
+        if args.suite in ("demo", "synthetic", "adbench"):
+            tasks = benchmark.get_tasks(
+                args.suite,
+                data_dir=args.data_dir,
+                groups=args.groups,
+                names=args.datasets,
+            )
+            print(f"Datasets of suite {args.suite}:")
+            for t in tasks:
+                size = f" {t.n_samples} x {t.n_features}" if t.n_samples else ""
+                print(f"  {t.name} [{t.group}]{size}")
+        return 0
+    threads = None if args.threads == "auto" else int(args.threads)
+    if args.suite == "speed":
+        from skad.benchmark._speed import run_speed
+
+        run_speed(
+            fit_rows=args.fit_rows,
+            score_rows=args.score_rows,
+            n_features=args.n_features,
+            epochs=args.epochs,
+            threads=threads,
+            output=args.output,
+            detectors=args.detectors,
+        )
+        return 0
+    benchmark.run(
+        args.suite,
+        detectors=args.detectors,
+        data_dir=args.data_dir,
+        groups=args.groups,
+        datasets=args.datasets,
+        setting=args.setting,
+        label_fraction=args.label_fraction,
+        seeds=args.seeds,
+        max_samples=args.max_samples,
+        timeout=args.timeout,
+        threads=threads,
+        output=args.output,
+        resume=not args.no_resume,
+        retry_failed=args.retry_failed,
+        isolate=not args.in_process,
+        progress=not args.quiet,
+        plots=not args.no_plots,
+        baseline=args.baseline,
+        as_frame=False,
+        print_table=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
