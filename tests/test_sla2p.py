@@ -1,0 +1,181 @@
+"""Tests of skad.SLA2P (random-projection pseudo classes + perturbation)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from skad import sla2p as sla2p_module
+from skad.metrics import roc_auc
+from skad.sla2p import SLA2P, gaussian_projections
+from tests.conftest import make_planted
+
+FAST = dict(device="cpu", random_state=0, n_projections=16, projection_dim=16)
+
+
+@pytest.fixture(scope="module")
+def planted_data():
+    return make_planted(n_normal=300, n_anomaly=15, n_features=8, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(planted_data):
+    X, _ = planted_data
+    return SLA2P(device="cpu", random_state=0).fit(X)
+
+
+def test_learns_planted_anomalies(fitted, planted_data):
+    X, y = planted_data
+    assert roc_auc(y, fitted.score_samples(X)) >= 0.95
+    assert fitted.train_accuracy_ > fitted.acc_threshold
+
+
+def test_perturbation_off_is_the_sla_ablation(fitted, planted_data):
+    X, y = planted_data
+    with_step = fitted.score_samples(X)
+    det = copy.deepcopy(fitted).set_params(perturbation=False)  # same classifier
+    without = det.score_samples(X)
+    assert roc_auc(y, without) >= 0.95
+    assert not np.allclose(with_step, without)
+    # epsilon=0 is the same as no perturbation
+    det.set_params(perturbation=True, epsilon=0.0)
+    np.testing.assert_allclose(det.score_samples(X), without, rtol=1e-12)
+    # a perturbation can only move the softmax away from the prediction:
+    # on average the error grows
+    assert (-with_step).mean() >= (-without).mean()
+
+
+def test_fit_without_perturbation(planted_data):
+    X, y = planted_data
+    det = SLA2P(perturbation=False, device="cpu", random_state=0).fit(X)
+    assert roc_auc(y, det.score_samples(X)) >= 0.95
+
+
+def test_stops_at_accuracy_threshold(planted_data):
+    X, _ = planted_data
+    low = SLA2P(acc_threshold=0.3, **FAST).fit(X)
+    high = SLA2P(acc_threshold=0.9, max_iter=40, **FAST).fit(X)
+    assert low.train_accuracy_ > 0.3
+    assert np.mean(low.accuracy_curve_) == pytest.approx(low.train_accuracy_)
+    assert low.n_iter_ < high.n_iter_
+    assert len(low.loss_curve_) == low.n_iter_
+
+
+def test_deterministic_and_row_independent(planted_data):
+    X, _ = planted_data
+    a = SLA2P(max_iter=3, **FAST).fit(X)
+    b = SLA2P(max_iter=3, **FAST).fit(X)
+    s = a.score_samples(X)
+    np.testing.assert_array_equal(s, b.score_samples(X))
+    # a row's score does not depend on the other rows in its chunk
+    np.testing.assert_allclose(a.score_samples(X[:7]), s[:7], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(a.score_samples(X[::-1])[::-1], s, rtol=0, atol=1e-10)
+    c = SLA2P(max_iter=3, **{**FAST, "random_state": 1}).fit(X)
+    assert a.projection_seed_ != c.projection_seed_
+
+
+def test_batchnorm_in_eval_mode_when_scoring(planted_data):
+    X, _ = planted_data
+    det = SLA2P(max_iter=2, **FAST).fit(X)
+    det.classifier_.train()  # even if a user left it in train mode
+    s = det.score_samples(X[:5])
+    assert not any(m.training for m in det.classifier_.modules())
+    np.testing.assert_array_equal(s, det.score_samples(X[:5]))
+
+
+def test_projections_are_seeded_blockwise_and_gaussian():
+    W = gaussian_projections(7, range(4), 30, 12)
+    assert W.shape == (4, 30, 12)
+    part = gaussian_projections(7, [1, 3], 30, 12, features=(5, 17))
+    torch.testing.assert_close(part, W[[1, 3], 5:17], rtol=0, atol=0)
+    odd = gaussian_projections(7, [2], 30, 12, features=(3, 4))  # odd offsets
+    torch.testing.assert_close(odd, W[[2], 3:4], rtol=0, atol=0)
+    big = gaussian_projections(0, range(8), 200, 64).reshape(-1)
+    assert abs(float(big.mean())) < 0.01
+    assert abs(float(big.std()) - 1.0) < 0.01
+    assert not torch.equal(gaussian_projections(8, [0], 30, 12), W[:1])
+    # float64 generation agrees with float32 to float32 precision
+    W64 = gaussian_projections(7, range(4), 30, 12, dtype=torch.float64)
+    torch.testing.assert_close(W64.float(), W)
+
+
+def test_memory_bound_for_large_k(monkeypatch, planted_data):
+    """With K * n_features * d above the budget no tensor of all projections
+    is ever generated, and the regenerated blocks are the cached matrices."""
+    X, _ = planted_data
+    sizes = []
+    real = sla2p_module.gaussian_projections
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        sizes.append(out.numel())
+        return out
+
+    monkeypatch.setattr(sla2p_module, "gaussian_projections", spy)
+    for budget in (2 * 8 * 16, 3 * 16):  # two whole matrices; 3 rows of one
+        sizes.clear()
+        monkeypatch.setattr(sla2p_module, "_PROJECTION_BUDGET", budget)
+        det = SLA2P(max_iter=2, **FAST).fit(X)
+        streamed = det.score_samples(X)
+        assert sizes and max(sizes) <= budget
+        assert getattr(det, "_projection_cache", None) is None
+        # the same model scored through the cache of all projections
+        monkeypatch.setattr(sla2p_module, "_PROJECTION_BUDGET", 2**24)
+        np.testing.assert_allclose(det.score_samples(X), streamed, atol=1e-9)
+
+
+def test_large_k_full_tensor_never_allocated(monkeypatch):
+    """K=4096 projections of 64 features to 64 dims (16.8 M entries) with a
+    1 M budget: every generated block stays within the budget."""
+    sizes = []
+    real = sla2p_module.gaussian_projections
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        sizes.append(out.numel())
+        return out
+
+    monkeypatch.setattr(sla2p_module, "_PROJECTION_BUDGET", 2**20)
+    monkeypatch.setattr(sla2p_module, "gaussian_projections", spy)
+    X = np.random.default_rng(0).normal(size=(20, 64))
+    det = SLA2P(
+        n_projections=4096,
+        projection_dim=64,
+        hidden_layer_sizes=(32,),
+        max_iter=1,
+        batch_size=16,
+        device="cpu",
+        random_state=0,
+    ).fit(X)
+    assert np.isfinite(det.offset_)
+    assert max(sizes) <= 2**20 < 4096 * 64 * 64
+
+
+def test_pickle_drops_projection_cache(planted_data):
+    import pickle
+
+    X, _ = planted_data
+    det = SLA2P(max_iter=2, **FAST).fit(X)
+    s = det.score_samples(X[:10])
+    assert det._projection_cache is not None
+    state = det.__getstate__()
+    assert "_projection_cache" not in state
+    again = pickle.loads(pickle.dumps(det))
+    np.testing.assert_array_equal(again.score_samples(X[:10]), s)
+
+
+def test_early_stopping_records_validation(planted_data):
+    X, _ = planted_data
+    det = SLA2P(early_stopping=True, max_iter=3, acc_threshold=1.0, **FAST).fit(X)
+    assert len(det.validation_scores_) == det.n_iter_
+    assert np.all(np.isfinite(det.validation_scores_))
+
+
+def test_normalize_false_and_hidden_sizes(planted_data):
+    X, _ = planted_data
+    det = SLA2P(normalize=False, hidden_layer_sizes=(32,), max_iter=2, **FAST)
+    s = det.fit(X).score_samples(X)
+    assert np.all(np.isfinite(s))
+    linears = [m for m in det.classifier_.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linears] == [32, 16]
