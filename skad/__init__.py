@@ -9,12 +9,14 @@ __version__ = "0.1.0"
 
 from skad._engine import TrainingDivergedError
 from skad.deep_svdd import DeepSVDD
+from skad.discriminator_guided_gan import DiscriminatorGuidedGAN
 from skad.persistence import load, save
 from skad.reverse_distillation import ReverseDistillation
 from skad.utils.discovery import all_estimators
 
 __all__ = [
     "DeepSVDD",
+    "DiscriminatorGuidedGAN",
     "ReverseDistillation",
     "TrainingDivergedError",
     "all_estimators",
