@@ -7,6 +7,7 @@ and behaves like :class:`sklearn.ensemble.IsolationForest`: ``fit`` /
 
 __version__ = "0.1.0"
 
+from skad import datasets as datasets
 from skad._engine import TrainingDivergedError
 from skad.deep_svdd import DeepSVDD
 from skad.discriminator_guided_gan import DiscriminatorGuidedGAN

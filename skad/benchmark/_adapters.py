@@ -48,7 +48,7 @@ def resolve_target(target):
 
 def _accepts(cls, name) -> bool:
     try:
-        sig = inspect.signature(cls.__init__)
+        sig = inspect.signature(cls)
     except (TypeError, ValueError):
         return False
     return name in sig.parameters or any(

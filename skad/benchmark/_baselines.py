@@ -27,8 +27,7 @@ class KNN(OutlierMixin, BaseEstimator):
         Which neighbour's distance is the score (k).
     contamination : float, default=0.1
         Share of training rows flagged by ``predict``; ``offset_`` is that
-        quantile of the training scores (each training row's distance to its
-        k-th nearest *other* training row).
+        quantile of ``score_samples`` of the training rows.
     n_jobs : int, default=None
         Passed to :class:`sklearn.neighbors.NearestNeighbors`.
 
@@ -67,14 +66,11 @@ class KNN(OutlierMixin, BaseEstimator):
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         X = validate_data(self, X, dtype=np.float64)
-        k = min(self.n_neighbors, X.shape[0] - 1) if X.shape[0] > 1 else 1
+        k = min(self.n_neighbors, X.shape[0])
         self.n_neighbors_ = k
         self.nn_ = NearestNeighbors(n_neighbors=k, n_jobs=self.n_jobs).fit(X)
-        if X.shape[0] > 1:
-            dist, _ = self.nn_.kneighbors()  # excludes each row itself
-            train_scores = -dist[:, -1]
-        else:
-            train_scores = np.zeros(1)
+        # as predict(X_train) sees them (each row is its own nearest neighbour)
+        train_scores = self.score_samples(X)
         self.offset_ = float(np.percentile(train_scores, 100.0 * self.contamination))
         return self
 

@@ -37,6 +37,7 @@ __all__ = ["BASELINES", "DetectorSpec", "VARIANTS", "get_registry", "select"]
 #: They run only when selected by name (or with ``--detectors variants``/``all``).
 VARIANTS: dict[str, tuple] = {
     # "SLA2P-noperturb": ("skad.SLA2P", {"perturbation": False}),
+    "ReverseDistillation-random": ("skad.ReverseDistillation", {"teacher": "random"}),
 }
 
 #: The baselines every report includes.

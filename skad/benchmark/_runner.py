@@ -286,6 +286,7 @@ def _worker_main(conn, threads):
     import skad  # noqa: F401
     import skad.metrics  # noqa: F401
 
+    conn.send("ready")
     while True:
         try:
             job = conn.recv()
@@ -313,6 +314,14 @@ class _Worker:
         self.proc.start()
         child.close()
         self.conn = parent
+        # wait for the imports, so that they do not count against a job's timeout
+        try:
+            if not parent.poll(600) or parent.recv() != "ready":
+                raise RuntimeError("the job process did not start")
+        except EOFError as exc:
+            raise RuntimeError(
+                f"the job process died at start-up (exit code {self.proc.exitcode})"
+            ) from exc
 
     def run(self, job, timeout):
         if self.proc is None or not self.proc.is_alive():
