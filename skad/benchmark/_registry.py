@@ -38,6 +38,10 @@ __all__ = ["BASELINES", "DetectorSpec", "VARIANTS", "get_registry", "select"]
 VARIANTS: dict[str, tuple] = {
     # "SLA2P-noperturb": ("skad.SLA2P", {"perturbation": False}),
     "ReverseDistillation-random": ("skad.ReverseDistillation", {"teacher": "random"}),
+    "DiscriminatorGuidedGAN-reconstruction": (
+        "skad.DiscriminatorGuidedGAN",
+        {"generator_loss": "reconstruction"},
+    ),
 }
 
 #: The baselines every report includes.
