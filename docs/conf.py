@@ -1,0 +1,242 @@
+"""Sphinx configuration of the skad documentation.
+
+Build with ``make -C docs html`` (warnings are errors). The API pages are
+generated from the docstrings of every name in ``__all__`` of ``skad``,
+``skad.metrics``, ``skad.utils``, ``skad.datasets`` and ``skad.benchmark``
+(whichever exist), so new detectors appear without editing the docs; the
+gallery runs every ``examples/plot_*.py`` script.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import skad  # noqa: E402
+
+project = "skad"
+author = "skad developers"
+copyright = "skad developers"
+version = release = skad.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+]
+
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "*.inc", "gen_modules/*.inc", "benchmark/*.md"]
+html_theme = "alabaster"
+html_static_path: list[str] = []
+html_title = f"skad {release}"
+
+# The API list is generated into an include file (see _write_api below);
+# autosummary is told to read it so that it writes the stub pages.
+source_suffix = {".rst": "restructuredtext", ".inc": "restructuredtext"}
+autosummary_generate = ["api.rst", "api_list.inc"]
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+
+# scikit-learn's metadata-routing helpers refer to labels of its own docs.
+_SKIPPED_MEMBERS = re.compile(r"^(set_\w+_request|get_metadata_routing)$")
+
+
+def _skip_member(app, what, name, obj, skip, options):
+    if _SKIPPED_MEMBERS.match(name):
+        return True
+    return None
+
+
+# ``n_features_in_`` written without backticks (as in numpydoc type lines such
+# as "ndarray of shape (n_features_in_,)") is reST reference syntax; quote
+# such names as literals outside inline literals, roles and doctests.
+_TRAILING_UNDERSCORE = re.compile(r"(?<![\w*|:.`])([A-Za-z]\w*_)(?![\w`])")
+_LITERALS = re.compile(r"(``.*?``|`[^`]*`)")
+
+
+def _quote_trailing_underscores(app, what, name, obj, options, lines):
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith((">>>", "...")):
+            continue
+        parts = _LITERALS.split(line)
+        for j in range(0, len(parts), 2):
+            parts[j] = _TRAILING_UNDERSCORE.sub(r"``\1``", parts[j])
+        lines[i] = "".join(parts)
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_member)
+    # after numpydoc (priority 500) has turned the sections into reST
+    app.connect("autodoc-process-docstring", _quote_trailing_underscores, 900)
+
+
+# Matplotlib must not try to open windows while the gallery runs.
+os.environ.setdefault("MPLBACKEND", "Agg")
+warnings.filterwarnings("ignore", message="Matplotlib is currently using agg")
+
+sphinx_gallery_conf = {
+    "examples_dirs": ["../examples"],
+    "gallery_dirs": ["auto_examples"],
+    "filename_pattern": r"/plot_",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "abort_on_example_error": False,
+    "only_warn_on_example_error": False,
+    "min_reported_time": 0,
+    "show_memory": False,
+}
+
+# --------------------------------------------------------------------------
+# API listing generated from __all__ (docs/api_list.inc, git-ignored)
+# --------------------------------------------------------------------------
+
+_API_MODULES = [
+    ("skad", "Detectors and top-level functions"),
+    ("skad.metrics", "Metrics and scorers"),
+    ("skad.utils", "Utilities"),
+    ("skad.persistence", "Persistence"),
+    ("skad.datasets", "Datasets"),
+    ("skad.benchmark", "Benchmark"),
+]
+
+
+def _api_entries(module_name: str) -> list[str]:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return []
+    names = [n for n in getattr(module, "__all__", []) if not n.startswith("__")]
+    out = []
+    for name in names:
+        obj = getattr(module, name, None)
+        # document each object once, under the module that defines it
+        home = getattr(obj, "__module__", module_name) or module_name
+        if module_name == "skad" and home.startswith(("skad.utils", "skad.persist")):
+            continue
+        out.append(name)
+    return out
+
+
+def _write_api() -> None:
+    gen = HERE / "gen_modules"
+    gen.mkdir(exist_ok=True)
+    lines = []
+    for module_name, title in _API_MODULES:
+        entries = _api_entries(module_name)
+        if not entries:
+            continue
+        lines += [
+            title,
+            "-" * len(title),
+            "",
+            f".. currentmodule:: {module_name}",
+            "",
+            ".. autosummary::",
+            "   :toctree: gen_modules/",
+            "",
+        ]
+        lines += [f"   {name}" for name in entries]
+        lines.append("")
+    text = "\n".join(lines) + "\n"
+    # next to api.rst, so that ":toctree: gen_modules/" means the same
+    # directory to autosummary's generator and to its directive
+    target = HERE / "api_list.inc"
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
+
+
+# --------------------------------------------------------------------------
+# Benchmark table from a committed results CSV (docs/benchmark/results.csv)
+# --------------------------------------------------------------------------
+
+
+def _write_benchmark_table() -> None:
+    gen = HERE / "gen_modules"
+    gen.mkdir(exist_ok=True)
+    target = gen / "benchmark_table.inc"
+    source = HERE / "benchmark" / "results.csv"
+    if not source.exists():
+        text = (
+            ".. note::\n\n   No benchmark results are committed yet "
+            "(``docs/benchmark/results.csv``); run the command above to "
+            "produce them.\n"
+        )
+    else:
+        text = _summary_table(source)
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
+
+
+def _summary_table(source: Path) -> str:
+    rows = list(csv.DictReader(source.open()))
+    by_det: dict[str, dict[str, list]] = {}
+    datasets = set()
+    for r in rows:
+        d = by_det.setdefault(
+            r["detector"], {"roc_auc": [], "average_precision": [], "fit": []}
+        )
+        datasets.add(r.get("dataset", ""))
+        for key, col in (
+            ("roc_auc", "roc_auc"),
+            ("average_precision", "average_precision"),
+            ("fit", "fit_seconds"),
+        ):
+            try:
+                value = float(r.get(col, "nan"))
+            except ValueError:
+                continue
+            if value == value:
+                d[key].append(value)
+
+    def mean(v):
+        return f"{sum(v) / len(v):.3f}" if v else "failed"
+
+    def median(v):
+        if not v:
+            return "-"
+        s = sorted(v)
+        return f"{s[len(s) // 2]:.2f}"
+
+    order = sorted(
+        by_det,
+        key=lambda k: -(sum(by_det[k]["roc_auc"]) / max(len(by_det[k]["roc_auc"]), 1)),
+    )
+    out = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - detector",
+        "     - mean ROC AUC",
+        "     - mean average precision",
+        "     - median fit seconds",
+        "     - runs",
+    ]
+    for det in order:
+        d = by_det[det]
+        out += [
+            f"   * - {det}",
+            f"     - {mean(d['roc_auc'])}",
+            f"     - {mean(d['average_precision'])}",
+            f"     - {median(d['fit'])}",
+            f"     - {len(d['roc_auc'])}",
+        ]
+    out.append("")
+    out.append(f"{len(datasets)} datasets, {len(rows)} rows in ``results.csv``.")
+    return "\n".join(out) + "\n"
+
+
+_write_api()
+_write_benchmark_table()
