@@ -99,6 +99,18 @@ def _check_not_strings(X) -> None:
             )
 
 
+def _check_not_3d(X) -> None:
+    """Reject 3-D arrays clearly: rows are 2-D, images (in image modes) 4-D."""
+    shape = getattr(X, "shape", None)
+    if getattr(X, "ndim", None) == 3 and shape is not None:
+        raise ValueError(
+            f"X has 3 dimensions (shape {tuple(shape)}); skad detectors take 2-D "
+            "arrays (n_samples, n_features), or 4-D images (n_samples, C, H, W) "
+            "in detectors with an image mode. Reshape with X.reshape(len(X), -1) "
+            "to use flattened features."
+        )
+
+
 @contextlib.contextmanager
 def _explain_non_numeric():
     """Re-raise numpy's string-to-float failure with skad's hint."""
@@ -315,6 +327,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         # scores NaN with a stale threshold.
         vars(self).pop("offset_", None)
         _check_not_strings(X)
+        _check_not_3d(X)
         with _explain_non_numeric():
             X = self._validate_input(X, reset=True)
         labels = validate_labels(labels, X.shape[0])
@@ -405,6 +418,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         """
         check_is_fitted(self)
         _check_not_strings(X)
+        _check_not_3d(X)
         with _explain_non_numeric():
             X = self._validate_input(X, reset=False)
         return self._score_samples(X)
