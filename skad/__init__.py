@@ -9,15 +9,19 @@ __version__ = "0.1.0"
 
 from skad import datasets as datasets
 from skad._engine import TrainingDivergedError
+from skad.deep_sad import DeepSAD
 from skad.deep_svdd import DeepSVDD
 from skad.discriminator_guided_gan import DiscriminatorGuidedGAN
+from skad.esad import ESAD
 from skad.persistence import load, save
 from skad.reverse_distillation import ReverseDistillation
 from skad.utils.discovery import all_estimators
 
 __all__ = [
+    "DeepSAD",
     "DeepSVDD",
     "DiscriminatorGuidedGAN",
+    "ESAD",
     "ReverseDistillation",
     "TrainingDivergedError",
     "all_estimators",

@@ -101,6 +101,23 @@ def anomaly_norm_loss(sq_norm, kind: str, margin=None) -> torch.Tensor:
     return F.relu(margin - norm) ** 2
 
 
+def _merge_histories(histories):
+    """One training record from consecutive :func:`train_epochs` calls."""
+    merged = _engine.History(
+        validation_scores=None if histories[-1].validation_scores is None else []
+    )
+    for h in histories:
+        merged.loss_curve += h.loss_curve
+        if merged.validation_scores is not None:
+            merged.validation_scores += h.validation_scores or []
+        merged.n_iter += h.n_iter
+        for k, v in h.extra.items():
+            merged.extra.setdefault(k, []).extend(v)
+    merged.best_loss = histories[-1].best_loss
+    merged.stopped_early = histories[-1].stopped_early
+    return merged
+
+
 def _weights(labels, eta, dtype):
     """Deep SAD weighting: 1 for unlabelled rows, ``eta`` for labelled ones."""
     w = torch.ones(labels.shape[0], dtype=dtype, device=labels.device)
@@ -481,7 +498,7 @@ class ESAD(BaseSemiSupervisedDetector):
             }
 
         def end_of_epoch(history):
-            state["epoch"] = history.n_iter
+            state["epoch"] += 1
             for s in schedulers:
                 s.step()
             return False
@@ -496,17 +513,32 @@ class ESAD(BaseSemiSupervisedDetector):
                 return losses(X_val, lab_val, val_target)[0]
 
         modules = [net] if disc is None else [net, disc]
-        history = self._train(
-            step,
-            n_samples=X_train.shape[0],
-            modules=modules,
-            optimizer=optimizer if disc is None else None,
-            rng=rng,
-            validation_loss=val,
-            sample_weights=self._sample_weights(lab_train),
-            stop_when=end_of_epoch,
-        )
-        self._record(history)
+        weights = self._sample_weights(lab_train)
+        # Two phases: warm-up + ramp of the entropy weight, then constant
+        # weights. The no-improvement stop (and early stopping) only watch
+        # the second phase, where successive losses are comparable.
+        histories = []
+        for phase_epochs, restore in (
+            (min(2 * warmup, self.max_iter - 1), False),
+            (self.max_iter - min(2 * warmup, self.max_iter - 1), True),
+        ):
+            if phase_epochs <= 0:
+                continue
+            histories.append(
+                self._train(
+                    step,
+                    n_samples=X_train.shape[0],
+                    modules=modules,
+                    optimizer=optimizer if disc is None else None,
+                    rng=rng,
+                    validation_loss=val,
+                    sample_weights=weights,
+                    stop_when=end_of_epoch,
+                    max_iter=phase_epochs,
+                    restore_best=restore,
+                )
+            )
+        self._record(_merge_histories(histories))
         self._set_score_scales(X[labels != -1])
 
     @torch.no_grad()

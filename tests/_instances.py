@@ -4,8 +4,10 @@ from skad import all_estimators
 
 #: Per-class keyword arguments that keep the common checks fast on a CPU.
 FAST_PARAMS = {
+    "DeepSAD": dict(max_iter=3),
     "DeepSVDD": dict(max_iter=3),
     "DiscriminatorGuidedGAN": dict(max_iter=3),
+    "ESAD": dict(max_iter=3),
     "ReverseDistillation": dict(max_iter=3, pretrain_epochs=2),
 }
 
