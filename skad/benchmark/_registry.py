@@ -38,6 +38,7 @@ __all__ = ["BASELINES", "DetectorSpec", "VARIANTS", "get_registry", "select"]
 VARIANTS: dict[str, tuple] = {
     # "SLA2P-noperturb": ("skad.SLA2P", {"perturbation": False}),
     "ReverseDistillation-random": ("skad.ReverseDistillation", {"teacher": "random"}),
+    "ESAD-adversarial": ("skad.ESAD", {"adversarial": True}),
     "DiscriminatorGuidedGAN-reconstruction": (
         "skad.DiscriminatorGuidedGAN",
         {"generator_loss": "reconstruction"},
