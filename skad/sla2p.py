@@ -28,10 +28,11 @@ Implementation notes:
 from __future__ import annotations
 
 import math
+import weakref
 from numbers import Integral, Real
 
 import torch
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn import functional as F
 
@@ -58,6 +59,10 @@ _PROJECTIONS_PER_STEP = 8
 _ROWS_PER_EPOCH = 1024
 
 _MASK32 = 0xFFFFFFFF
+
+#: Cached projection tensors per fitted estimator. Kept outside the estimator
+#: so that pickles, ``skad.save`` files and deep copies never carry them.
+_PROJECTION_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 # ---------------------------------------------------------------------------
@@ -125,20 +130,24 @@ def gaussian_projections(
     per = (f1 - f0) * d
     out = torch.empty((len(ts), per), dtype=dtype, device=device)
     seed_key = _hash_int(seed)
+    keys = torch.tensor(
+        [_hash_int((seed_key + _hash_int(t)) & _MASK32) for t in ts],
+        dtype=torch.int64,
+        device=device,
+    )[:, None]
     e0, e1 = f0 * d, f1 * d  # absolute entries of the flattened (D, d) matrix
-    for row, t in enumerate(ts):
-        key = _hash_int((seed_key + _hash_int(t)) & _MASK32)
-        for a in range(e0, e1, _GENERATION_CHUNK):
-            b = min(a + _GENERATION_CHUNK, e1)
-            # entries (2m, 2m + 1) share one pair of uniforms
-            m = torch.arange(a // 2, (b + 1) // 2, dtype=torch.int64, device=device)
-            u = _hash32(_hash32((2 * m) & _MASK32) ^ key).to(torch.float64)
-            v = _hash32(_hash32((2 * m + 1) & _MASK32) ^ key).to(torch.float64)
-            r = torch.sqrt(-2.0 * torch.log((u + 0.5) / 2.0**32))
-            theta = (2.0 * math.pi / 2.0**32) * (v + 0.5)
-            z = torch.stack([r * torch.cos(theta), r * torch.sin(theta)], 1)
-            lo = a - 2 * (a // 2)
-            out[row, a - e0 : b - e0] = z.reshape(-1)[lo : lo + b - a].to(dtype)
+    step = max(2, _GENERATION_CHUNK // max(1, len(ts)) // 2 * 2)
+    for a in range(e0, e1, step):
+        b = min(a + step, e1)
+        # entries (2m, 2m + 1) share one pair of uniforms
+        m = torch.arange(a // 2, (b + 1) // 2, dtype=torch.int64, device=device)
+        u = _hash32(_hash32((2 * m) & _MASK32)[None, :] ^ keys).to(torch.float64)
+        v = _hash32(_hash32((2 * m + 1) & _MASK32)[None, :] ^ keys).to(torch.float64)
+        r = torch.sqrt(-2.0 * torch.log((u + 0.5) / 2.0**32))
+        theta = (2.0 * math.pi / 2.0**32) * (v + 0.5)
+        z = torch.stack([r * torch.cos(theta), r * torch.sin(theta)], 2)
+        lo = a - 2 * (a // 2)
+        out[:, a - e0 : b - e0] = z.reshape(len(ts), -1)[:, lo : lo + b - a].to(dtype)
     return out.reshape(len(ts), f1 - f0, d)
 
 
@@ -184,7 +193,7 @@ _SLA2P_CONSTRAINTS = {
     "hidden_layer_sizes": [tuple, list, None],
     "acc_threshold": [Interval(Real, 0, 1, closed="right")],
     "epsilon": [Interval(Real, 0, None, closed="left")],
-    "normalize": ["boolean"],
+    "normalize": ["boolean", StrOptions({"sphere"})],
     "perturbation": ["boolean"],
 }
 
@@ -237,10 +246,16 @@ class SLA2P(BaseDeepDetector):
         L2-normalised rows the median gradient norm is about 0.8 against a
         transformed-vector norm of about 8, so 1.0 moves a vector by about
         10% of its norm; much larger steps can reverse the ranking.
-    normalize : bool, default=True
-        L2-normalise every row before projecting (the official code does for
-        images and tabular data). Put a ``StandardScaler`` in front for
-        tabular data.
+    normalize : bool or "sphere", default="sphere"
+        Row normalisation before projecting. True: L2-normalise every row
+        (the official code, for images and tabular data). It discards the
+        row norm, often the main anomaly signal of standardised data (far
+        rows), and made the classifier reach ``acc_threshold`` slowly on
+        wide embeddings. "sphere": append the median training-row norm
+        ``norm_scale_`` as an extra coordinate, then L2-normalise, a lift of
+        the rows onto a sphere in one more dimension that keeps both the
+        direction and the norm while the classifier's inputs stay bounded.
+        False: raw rows. Put a ``StandardScaler`` in front for tabular data.
     perturbation : bool, default=True
         Take the adversarial step when scoring. False gives the paper's
         ablation without perturbation (the ``sla`` variant of the code).
@@ -281,6 +296,9 @@ class SLA2P(BaseDeepDetector):
         matrices themselves are never stored.
     train_accuracy_ : float
         Running training accuracy when training stopped.
+    norm_scale_ : float
+        Median training-row norm, the extra coordinate of
+        ``normalize="sphere"`` (only then).
     offset_ : float
         Threshold on ``score_samples`` given by ``contamination``.
     loss_curve_ : list of float
@@ -333,7 +351,7 @@ class SLA2P(BaseDeepDetector):
         hidden_layer_sizes=None,
         acc_threshold=0.6,
         epsilon=1.0,
-        normalize=True,
+        normalize="sphere",
         perturbation=True,
         contamination=0.1,
         max_iter=30,
@@ -375,27 +393,40 @@ class SLA2P(BaseDeepDetector):
             return (2 * d, 4 * d)
         return tuple(int(h) for h in self.hidden_layer_sizes)
 
+    def _n_inputs(self) -> int:
+        """Width of the rows that are projected (one more with "sphere")."""
+        return self.n_features_in_ + (1 if self.normalize == "sphere" else 0)
+
+    def _prepare(self, X: torch.Tensor) -> torch.Tensor:
+        """Row normalisation before the projections (see ``normalize``)."""
+        if self.normalize == "sphere":
+            c = X.new_full((X.shape[0], 1), self.norm_scale_)
+            X = torch.cat([X, c], dim=1)
+        if self.normalize:
+            X = _l2_normalize(X)
+        return X
+
     def _cacheable(self) -> bool:
-        K, D, d = self.n_projections, self.n_features_in_, self.projection_dim
+        K, D, d = self.n_projections, self._n_inputs(), self.projection_dim
         return K * D * d <= _PROJECTION_BUDGET
 
     def _all_projections(self, device, dtype) -> torch.Tensor | None:
         """The full (K, D, d) tensor when it fits the budget (cached)."""
         if not self._cacheable():
             return None
-        key = (self.projection_seed_, str(device), dtype)
-        cache = getattr(self, "_projection_cache", None)
+        key = (self.projection_seed_, self._n_inputs(), str(device), dtype)
+        cache = _PROJECTION_CACHE.get(self)
         if cache is None or cache[0] != key:
             W = gaussian_projections(
                 self.projection_seed_,
                 range(self.n_projections),
-                self.n_features_in_,
+                self._n_inputs(),
                 self.projection_dim,
                 device=device,
                 dtype=dtype,
             )
-            self._projection_cache = (key, W)
-        return self._projection_cache[1]
+            _PROJECTION_CACHE[self] = cache = (key, W)
+        return cache[1]
 
     def _project(self, X: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
         """``X @ W_t`` for every ``t`` in ``ts``: shape (n, len(ts), d).
@@ -407,7 +438,7 @@ class SLA2P(BaseDeepDetector):
         W = self._all_projections(X.device, X.dtype)
         if W is not None:
             return torch.einsum("nf,kfd->nkd", X, W[ts])
-        D, d = self.n_features_in_, self.projection_dim
+        D, d = self._n_inputs(), self.projection_dim
         n, k = X.shape[0], ts.shape[0]
         out = X.new_zeros((n, k, d))
         if D * d <= _PROJECTION_BUDGET:
@@ -429,11 +460,6 @@ class SLA2P(BaseDeepDetector):
                 out[:, k0 : k0 + kb] += torch.einsum("nf,kfd->nkd", X[:, f0:f1], W)
         return out
 
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_projection_cache", None)
-        return state
-
     # ------------------------------------------------------------ hooks
     def _build_networks(self, rng):
         self.classifier_ = _ProjectionClassifier(
@@ -441,10 +467,15 @@ class SLA2P(BaseDeepDetector):
         )
 
     def _fit_networks(self, X, labels, rng):
-        self._projection_cache = None
+        _PROJECTION_CACHE.pop(self, None)
         self.projection_seed_ = int(rng.numpy.integers(0, 2**31 - 1))
-        if self.normalize:
-            X = _l2_normalize(X)
+        if self.normalize == "sphere":
+            # median row norm: robust to the anomalies in the training rows
+            norms = X.double().norm(dim=1)
+            self.norm_scale_ = max(float(norms.median()), 1e-12)
+        elif hasattr(self, "norm_scale_"):
+            del self.norm_scale_
+        X = self._prepare(X)
         K = self.n_projections
         m = min(K, _PROJECTIONS_PER_STEP)
         rows_per_step = max(1, self.batch_size // m)
@@ -517,7 +548,7 @@ class SLA2P(BaseDeepDetector):
         accs = history.extra.get("accuracy", [0.0])
         self.accuracy_curve_ = list(accs)
         self.train_accuracy_ = float(sum(accs) / len(accs))
-        self._projection_cache = None
+        _PROJECTION_CACHE.pop(self, None)  # training copy (float32)
 
     def _mean_cross_entropy(self, X: torch.Tensor) -> float:
         total = 0.0
@@ -540,8 +571,7 @@ class SLA2P(BaseDeepDetector):
     def _score(self, X):
         net = self.classifier_
         net.eval()  # BatchNorm uses its running statistics: rows independent
-        if self.normalize:
-            X = _l2_normalize(X)
+        X = self._prepare(X)
         n = X.shape[0]
         total = X.new_zeros(n)
         for ts, z, target in self._pairs(X):
