@@ -116,7 +116,7 @@ def test_memory_bound_for_large_k(monkeypatch, planted_data):
     for budget in (
         2 * 8 * 16,
         3 * 16,
-    ):  # two whole matrices; 3 rows of one (9 with the sphere coordinate)
+    ):  # whole (9 x 16) matrices; 3 rows of one
         sizes.clear()
         monkeypatch.setattr(sla2p_module, "_PROJECTION_BUDGET", budget)
         det = SLA2P(max_iter=1, **FAST).fit(X)
