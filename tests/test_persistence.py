@@ -280,3 +280,12 @@ def test_unstorable_attribute_names_itself(tmp_path):
     est.scaler_ = StandardScaler()
     with pytest.raises(TypeError, match="scaler_"):
         skad.save(est, tmp_path / "m.skad")
+
+
+def test_reverse_distillation_module_teacher_points_to_joblib(tmp_path):
+    if not hasattr(skad, "ReverseDistillation"):
+        pytest.skip("ReverseDistillation is not available")
+    teacher = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1))
+    est = skad.ReverseDistillation(teacher=teacher, device="cpu")
+    with pytest.raises(TypeError, match="user-supplied torch.nn.Module.*joblib"):
+        skad.save(est, tmp_path / "m.skad")
