@@ -108,6 +108,17 @@ def roc_auc(y_true, score_samples):
 def average_precision(y_true, score_samples):
     """Average precision with anomaly as the positive class.
 
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        See :func:`anomaly_truth`.
+    score_samples : array-like of shape (n_samples,)
+        Output of ``score_samples`` (higher = more normal).
+
+    Returns
+    -------
+    float
+
     Examples
     --------
     >>> from skad.metrics import average_precision
@@ -121,6 +132,19 @@ def precision_at_n(y_true, score_samples, n=None):
     """Share of anomalies among the ``n`` most anomalous rows.
 
     ``n`` defaults to the number of anomalies in ``y_true`` (R-precision).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        See :func:`anomaly_truth`.
+    score_samples : array-like of shape (n_samples,)
+        Output of ``score_samples`` (higher = more normal).
+    n : int, default=None
+        Number of top-ranked rows; None means the number of anomalies.
+
+    Returns
+    -------
+    float
 
     Examples
     --------
