@@ -81,9 +81,14 @@ def _parser():
 
 
 def main(argv=None):
-    # OpenMP reads its wait policy when torch loads; job processes inherit it.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = _parser().parse_args(argv)
+    # OpenMP reads its wait policy when torch loads: job processes inherit it
+    # from here; an in-process run restarts itself so that torch sees it.
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        if args.in_process and argv is None and "torch" in sys.modules:
+            cmd = [sys.executable, "-m", "skad.benchmark", *sys.argv[1:]]
+            os.execv(sys.executable, cmd)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -36,13 +36,15 @@ __all__ = ["BASELINES", "DetectorSpec", "VARIANTS", "get_registry", "select"]
 #: Named variants: name -> (class or dotted path, constructor keyword arguments).
 #: They run only when selected by name (or with ``--detectors variants``/``all``).
 VARIANTS: dict[str, tuple] = {
-    # "SLA2P-noperturb": ("skad.SLA2P", {"perturbation": False}),
+    "SLA2P-noperturb": ("skad.SLA2P", {"perturbation": False}),
+    "SLA2P-l2": ("skad.SLA2P", {"normalize": True}),
     "ReverseDistillation-random": ("skad.ReverseDistillation", {"teacher": "random"}),
     "ESAD-adversarial": ("skad.ESAD", {"adversarial": True}),
     "DiscriminatorGuidedGAN-reconstruction": (
         "skad.DiscriminatorGuidedGAN",
         {"generator_loss": "reconstruction"},
     ),
+    "AnoMem-single-scale": ("skad.AnoMem", {"scale_weights": (0.0, 0.0, 1.0)}),
 }
 
 #: The baselines every report includes.
@@ -112,6 +114,9 @@ class DetectorSpec:
 
     def __call__(self, seed=None):
         est = self.resolve()(**self.params)
+        model = self.params.get("model")
+        if isinstance(model, str):  # adapters: import the peer now, not in fit
+            resolve_target(model)
         if (
             seed is not None
             and self.seed_param
