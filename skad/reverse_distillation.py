@@ -229,6 +229,7 @@ _RD_CONSTRAINTS = {
     "n_groups": [Interval(Integral, 1, None, closed="left")],
     "score_aggregation": [StrOptions({"auto", "sum", "max"})],
     "pretrain_epochs": [Interval(Integral, 1, None, closed="left")],
+    "min_updates": [Interval(Integral, 0, None, closed="left")],
     "sigma": [Interval(Real, 0, None, closed="left")],
 }
 
@@ -287,7 +288,16 @@ class ReverseDistillation(BaseDeepDetector):
         paper's image score) in image mode. With ``loss="flattened"`` in vector
         mode each scale is one position and both agree.
     pretrain_epochs : int, default=30
-        Autoencoder epochs of the ``"pretrained_ae"`` teacher.
+        Autoencoder epochs of the ``"pretrained_ae"`` teacher (raised on small
+        data sets, see ``min_updates``).
+    min_updates : int, default=2000
+        Minimum number of mini-batch updates of the student (and half as many
+        of the autoencoder teacher). On small training sets the number of
+        epochs grows above ``max_iter`` (``pretrain_epochs``) until this many
+        updates have run: 100 epochs of 160 rows are only 200 updates, after
+        which the training loss is still falling steeply. The plateau rule
+        (``tol``, ``n_iter_no_change``) still stops training early. 0 keeps
+        exactly ``max_iter`` epochs.
     sigma : float, default=4.0
         Standard deviation (pixels) of the Gaussian smoothing of the image
         anomaly map; 0 disables it.
@@ -295,7 +305,8 @@ class ReverseDistillation(BaseDeepDetector):
         Expected share of outliers; ``offset_`` is that quantile of the
         training scores. Must be in (0, 0.5].
     max_iter : int, default=100
-        Maximum number of epochs of the student (OCBE + decoder).
+        Number of epochs of the student (OCBE + decoder), raised on small data
+        sets to reach ``min_updates`` updates.
     batch_size : int, default=128
     learning_rate_init : float, default=1e-3
         Adam learning rate (of the student and of the autoencoder teacher).
@@ -377,6 +388,7 @@ class ReverseDistillation(BaseDeepDetector):
         n_groups=4,
         score_aggregation="auto",
         pretrain_epochs=30,
+        min_updates=2000,
         sigma=4.0,
         contamination=0.1,
         max_iter=100,
@@ -398,6 +410,7 @@ class ReverseDistillation(BaseDeepDetector):
         self.n_groups = n_groups
         self.score_aggregation = score_aggregation
         self.pretrain_epochs = pretrain_epochs
+        self.min_updates = min_updates
         self.sigma = sigma
         self.contamination = contamination
         self.max_iter = max_iter
@@ -538,7 +551,9 @@ class ReverseDistillation(BaseDeepDetector):
             modules=[teacher, dec],
             optimizer=opt,
             rng=rng,
-            max_iter=self.pretrain_epochs,
+            max_iter=self._n_epochs(
+                X.shape[0], self.pretrain_epochs, self.min_updates // 2
+            ),
             desc="ReverseDistillation teacher",
         )
         self.teacher_loss_curve_ = list(history.loss_curve)
@@ -549,6 +564,11 @@ class ReverseDistillation(BaseDeepDetector):
         if self.input_mode_ == "vector":
             feats = [_flat(f) for f in feats]
         return feats
+
+    def _n_epochs(self, n_samples: int, epochs: int, min_updates: int) -> int:
+        """``epochs``, raised until at least ``min_updates`` updates run."""
+        per_epoch = max(1, n_samples // max(1, min(self.batch_size, n_samples)))
+        return max(epochs, math.ceil(min_updates / per_epoch))
 
     def _fit_networks(self, X, labels, rng):
         teacher, student = self.teacher_, self.student_
@@ -595,6 +615,7 @@ class ReverseDistillation(BaseDeepDetector):
             optimizer=opt,
             rng=rng,
             validation_loss=val,
+            max_iter=self._n_epochs(X_train.shape[0], self.max_iter, self.min_updates),
         )
         teacher.eval()
         self._record(history)

@@ -4,11 +4,13 @@ from skad import all_estimators
 
 #: Per-class keyword arguments that keep the common checks fast on a CPU.
 FAST_PARAMS = {
+    "AnoMem": dict(max_iter=3, detector_max_iter=2),
     "DeepSAD": dict(max_iter=3),
     "DeepSVDD": dict(max_iter=3),
     "DiscriminatorGuidedGAN": dict(max_iter=3),
     "ESAD": dict(max_iter=3),
-    "ReverseDistillation": dict(max_iter=3, pretrain_epochs=2),
+    "ReverseDistillation": dict(max_iter=3, pretrain_epochs=2, min_updates=0),
+    "SLA2P": dict(max_iter=2, n_projections=8, projection_dim=8),
 }
 
 

@@ -1,0 +1,259 @@
+"""Tests of skad.ReverseDistillation (vector and image mode)."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from torch import nn
+
+from skad import ReverseDistillation
+from skad._nn import reset_parameters
+from skad.metrics import roc_auc
+from tests.conftest import make_planted
+
+FAST = dict(max_iter=5, pretrain_epochs=3, min_updates=0, device="cpu", random_state=0)
+
+
+class _VectorTeacher(nn.Module):
+    """A user-supplied frozen MLP teacher returning two feature tensors."""
+
+    def __init__(self, n_features):
+        super().__init__()
+        self.a = nn.Linear(n_features, 32)
+        self.b = nn.Linear(32, 16)
+
+    def forward(self, x):
+        h = torch.tanh(self.a(x))
+        return [h, torch.tanh(self.b(h))]
+
+
+class _ConvTeacher(nn.Module):
+    """Small convolutional teacher for 8x8 images: 8x8, 4x4 and 2x2 maps."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.c3 = nn.Conv2d(16, 32, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        f1 = torch.relu(self.c1(x))
+        f2 = torch.relu(self.c2(f1))
+        return [f1, f2, torch.relu(self.c3(f2))]
+
+
+def _seeded(module, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    reset_parameters(module, gen)
+    return module
+
+
+def _state(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_learns_planted_anomalies():
+    X, y = make_planted()
+    det = ReverseDistillation(
+        max_iter=50, min_updates=0, device="cpu", random_state=0
+    ).fit(X)
+    assert roc_auc(y, det.score_samples(X)) >= 0.95
+
+
+@pytest.mark.parametrize("teacher", ["pretrained_ae", "random", "module"])
+def test_teacher_options(teacher):
+    X, y = make_planted(seed=1)
+    if teacher == "module":
+        with torch.random.fork_rng():
+            teacher = _seeded(_VectorTeacher(X.shape[1]))
+    det = ReverseDistillation(teacher=teacher, **{**FAST, "max_iter": 30}).fit(X)
+    assert roc_auc(y, det.score_samples(X)) > 0.8
+    assert len(det.scale_shapes_) == (2 if isinstance(teacher, nn.Module) else 3)
+    assert hasattr(det, "teacher_reconstruction_error_") == (teacher == "pretrained_ae")
+
+
+class _Spy(ReverseDistillation):
+    """Records the teacher's weights when the student's training starts."""
+
+    def _train(self, step, **kwargs):
+        if kwargs.get("desc") is None:  # the student (not the AE teacher)
+            self.teacher_at_student_start_ = _state(self.teacher_)
+        return super()._train(step, **kwargs)
+
+
+def test_user_teacher_unchanged_after_fit():
+    X, _ = make_planted(n_normal=100)
+    with torch.random.fork_rng():
+        user = _seeded(_VectorTeacher(X.shape[1]))
+    before = _state(user)
+    det = _Spy(teacher=user, **FAST).fit(X)
+    assert det.teacher_ is not user
+    for k, v in user.state_dict().items():
+        assert torch.equal(v, before[k])
+        assert torch.equal(det.teacher_.state_dict()[k].float(), before[k])
+        assert torch.equal(det.teacher_at_student_start_[k], before[k])
+    # the user's module is neither frozen nor switched to eval mode in place
+    assert all(p.requires_grad for p in user.parameters())
+    assert user.training
+
+
+@pytest.mark.parametrize("teacher", ["random", "pretrained_ae"])
+def test_builtin_teacher_frozen_while_student_trains(teacher):
+    X, _ = make_planted(n_normal=100)
+    det = _Spy(teacher=teacher, **FAST).fit(X)
+    assert not any(p.requires_grad for p in det.teacher_.parameters())
+    for k, v in _state(det.teacher_).items():
+        assert torch.equal(v.float(), det.teacher_at_student_start_[k])
+    if teacher == "random":
+        w = det.teacher_.stages[1][0].weight.detach()  # 64 x 128, orthonormal rows
+        np.testing.assert_allclose((w @ w.T).numpy(), np.eye(w.shape[0]), atol=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["flattened", "grouped"])
+@pytest.mark.parametrize("aggregation", ["sum", "max"])
+def test_loss_forms(loss, aggregation):
+    X, y = make_planted(seed=2)
+    det = ReverseDistillation(
+        loss=loss, score_aggregation=aggregation, **{**FAST, "max_iter": 30}
+    ).fit(X)
+    assert np.all(np.isfinite(det.loss_curve_))
+    assert roc_auc(y, det.score_samples(X)) > 0.8
+
+
+def test_grouped_and_flattened_differ():
+    X, _ = make_planted(n_normal=100)
+    a = ReverseDistillation(loss="flattened", **FAST).fit(X).score_samples(X)
+    b = ReverseDistillation(loss="grouped", **FAST).fit(X).score_samples(X)
+    assert not np.allclose(a, b)
+
+
+def test_bottleneck_must_be_narrow():
+    X, _ = make_planted(n_normal=50)
+    det = ReverseDistillation(hidden_layer_sizes=(8, 4), bottleneck_dim=12, **FAST)
+    with pytest.raises(ValueError, match="bottleneck_dim=12 must be smaller"):
+        det.fit(X)
+
+
+def test_vector_mode_rejects_images():
+    X = np.zeros((10, 1, 8, 8))
+    with pytest.raises(ValueError, match="4-D array"):
+        ReverseDistillation(**FAST).fit(X)
+    det = ReverseDistillation(**FAST).fit(np.random.default_rng(0).normal(size=(30, 4)))
+    with pytest.raises(ValueError, match="4-D array"):
+        det.score_samples(np.zeros((3, 1, 2, 2)))
+    with pytest.raises(ValueError, match="image mode"):
+        det.anomaly_map(np.zeros((3, 4)))
+
+
+def test_clone_keeps_user_module_separate():
+    with torch.random.fork_rng():
+        user = _seeded(_VectorTeacher(8))
+    det = ReverseDistillation(teacher=user, **FAST)
+    twin = clone(det)
+    assert twin.teacher is not user
+    assert isinstance(twin.teacher, _VectorTeacher)
+
+
+def _digits(normal_digit=0, seed=0):
+    digits = load_digits()
+    X = (digits.data / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
+    y = (digits.target != normal_digit).astype(int)
+    rng = np.random.default_rng(seed)
+    test = rng.random(len(y)) < 0.3
+    train = ~test & (y == 0)
+    return X[train], X[test], y[test]
+
+
+def test_image_mode_digits():
+    X_train, X_test, y_test = _digits()
+    with torch.random.fork_rng():
+        teacher = _seeded(_ConvTeacher())
+    before = _state(teacher)
+    det = ReverseDistillation(
+        teacher=teacher,
+        bottleneck_dim=8,
+        sigma=1.0,
+        max_iter=25,
+        min_updates=0,
+        batch_size=32,
+        device="cpu",
+        random_state=0,
+    ).fit(X_train)
+    assert det.input_mode_ == "image"
+    assert det.scale_shapes_ == [(8, 8, 8), (16, 4, 4), (32, 2, 2)]
+    auc = roc_auc(y_test, det.score_samples(X_test))
+    assert auc >= 0.9, auc
+    maps = det.anomaly_map(X_test[:5])
+    assert maps.shape == (5, 8, 8)
+    assert maps.dtype == np.float64
+    # the image score is the maximum of the smoothed map
+    np.testing.assert_allclose(
+        -det.score_samples(X_test[:5]), maps.reshape(5, -1).max(axis=1)
+    )
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, before[k])
+    with pytest.raises(ValueError, match="rows of shape"):
+        det.score_samples(np.zeros((2, 1, 6, 6)))
+    # a subset scores like the full batch
+    np.testing.assert_allclose(
+        det.score_samples(X_test[:7]), det.score_samples(X_test)[:7], atol=1e-7
+    )
+
+
+def test_image_mode_deterministic_and_sum_aggregation():
+    X_train, X_test, _ = _digits()
+    with torch.random.fork_rng():
+        teacher = _seeded(_ConvTeacher())
+    kw = dict(teacher=teacher, bottleneck_dim=8, max_iter=2, batch_size=64)
+    a = ReverseDistillation(device="cpu", random_state=3, **kw).fit(X_train)
+    b = ReverseDistillation(device="cpu", random_state=3, **kw).fit(X_train)
+    np.testing.assert_array_equal(a.score_samples(X_test), b.score_samples(X_test))
+    c = ReverseDistillation(
+        device="cpu", random_state=3, score_aggregation="sum", loss="grouped", **kw
+    ).fit(X_train)
+    maps = c.anomaly_map(X_test[:4])
+    np.testing.assert_allclose(
+        -c.score_samples(X_test[:4]), maps.reshape(4, -1).mean(axis=1)
+    )
+
+
+def test_gaussian_matrix_matches_scipy():
+    from scipy.ndimage import gaussian_filter
+
+    from skad.reverse_distillation import _gaussian_matrix
+
+    img = np.random.default_rng(0).random((8, 12))
+    for sigma in (0.7, 4.0):
+        gh = _gaussian_matrix(8, sigma, torch.float64, "cpu").numpy()
+        gw = _gaussian_matrix(12, sigma, torch.float64, "cpu").numpy()
+        np.testing.assert_allclose(
+            gh @ img @ gw.T, gaussian_filter(img, sigma, mode="reflect"), atol=1e-12
+        )
+
+
+def test_min_updates_raises_epochs_on_small_data():
+    X, _ = make_planted(n_normal=80, n_anomaly=20)
+    params = {**FAST, "teacher": "random", "max_iter": 2, "batch_size": 50}
+    det = ReverseDistillation(**{**params, "min_updates": 20}).fit(X)
+    assert det.n_iter_ == 10  # 2 updates per epoch
+    det = ReverseDistillation(**params).fit(X)
+    assert det.n_iter_ == 2
+    det = ReverseDistillation(
+        **{**params, "teacher": "pretrained_ae", "min_updates": 20}
+    ).fit(X)
+    assert len(det.teacher_loss_curve_) == 5  # min_updates // 2 updates
+
+
+def test_persistence_round_trip(tmp_path):
+    import pickle
+
+    import skad
+
+    X, _ = make_planted(n_normal=100)
+    det = ReverseDistillation(**FAST).fit(X)
+    again = pickle.loads(pickle.dumps(det))
+    np.testing.assert_array_equal(again.score_samples(X), det.score_samples(X))
+    skad.save(det, tmp_path / "rd")
+    loaded = skad.load(tmp_path / "rd")
+    np.testing.assert_allclose(loaded.score_samples(X), det.score_samples(X))
