@@ -334,7 +334,16 @@ def write_plots(summary, output) -> list[str]:
             for i in range(M.shape[0]):
                 for j in range(M.shape[1]):
                     text = "x" if np.isnan(M[i, j]) else f"{M[i, j]:.2f}"
-                    ax.text(j, i, text, ha="center", va="center", fontsize=6, color="w")
+                    dark = np.isnan(M[i, j]) or M[i, j] < 0.8
+                    ax.text(
+                        j,
+                        i,
+                        text,
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="w" if dark else "k",
+                    )
         fig.colorbar(im, ax=ax, label="ROC AUC (seed mean)")
         ax.set_title("ROC AUC per dataset")
         fig.tight_layout()

@@ -45,7 +45,7 @@ def _arrays(X, y):
 
 def demo_suite():
     """The embedded ``demo`` suite (scikit-learn bundled data + synthetic)."""
-    groups = {"blobs": "synthetic", "local": "synthetic"}
+    groups = {"dependency": "synthetic", "local": "synthetic"}
     return [
         Task(name, groups.get(name, "sklearn"), fn, dict(kwargs))
         for name, (fn, kwargs) in datasets.demo_tasks().items()
