@@ -522,7 +522,11 @@ def predict_in_chunks(
     that take a gradient step at scoring time).
     """
     n = X.shape[0]
-    outputs: list[np.ndarray] = []
+    # One preallocated result array, filled chunk by chunk: no list of small
+    # per-chunk arrays interleaved with the large chunk temporaries (which
+    # fragments the C heap so that resident memory grew with n) and no
+    # concatenation copy at the end.
+    result: np.ndarray | None = None
     pad = device.type != "cpu"
     ctx = contextlib.nullcontext if grad else torch.no_grad
     start = 0
@@ -536,8 +540,11 @@ def predict_in_chunks(
                 if pad and m < size:
                     filler = xb.new_zeros((size - m,) + tuple(xb.shape[1:]))
                     xb = torch.cat([xb, filler], dim=0)
-                out = fn(xb)[:m]
-                outputs.append(out.detach().to("cpu", torch.float64).numpy())
+                out = fn(xb)[:m].detach().to("cpu", torch.float64).numpy()
+                if result is None:
+                    result = np.empty((n,) + out.shape[1:], dtype=np.float64)
+                result[start:stop] = out
+                del xb, out
         except _OOM_ERRORS:
             if size == 1:
                 raise
@@ -550,6 +557,6 @@ def predict_in_chunks(
                 torch.cuda.empty_cache()
             continue
         start = stop
-    if not outputs:
+    if result is None:
         return np.empty((0,), dtype=np.float64)
-    return np.concatenate(outputs, axis=0)
+    return result
