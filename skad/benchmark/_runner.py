@@ -274,6 +274,17 @@ def execute(job):
 
 
 # ----------------------------------------------------------------- workers
+def _warm_up_torch():
+    """Pay torch's one-time costs (the first optimiser imports torch._dynamo,
+    seconds on a busy machine) before any job is timed."""
+    import torch
+
+    p = torch.zeros(2, requires_grad=True)
+    opt = torch.optim.Adam([p], lr=1e-3)
+    (p * 2).sum().backward()
+    opt.step()
+
+
 def _worker_main(conn, threads):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _set_torch_threads(threads)
@@ -285,6 +296,8 @@ def _worker_main(conn, threads):
 
     import skad  # noqa: F401
     import skad.metrics  # noqa: F401
+
+    _warm_up_torch()
 
     conn.send("ready")
     while True:

@@ -76,8 +76,11 @@ def _measure(name, cfg):
 
     import torch
 
+    from skad.benchmark._runner import _warm_up_torch
+
     torch.set_num_threads(cfg["threads"])
     warnings.simplefilter("ignore")
+    _warm_up_torch()
     X_fit = _data(cfg["fit_rows"], cfg["n_features"], 0)
     X_score = _data(cfg["score_rows"], cfg["n_features"], 1)
     est = _build(name, cfg)
