@@ -15,6 +15,7 @@ from skad.discriminator_guided_gan import DiscriminatorGuidedGAN
 from skad.esad import ESAD
 from skad.persistence import load, save
 from skad.reverse_distillation import ReverseDistillation
+from skad.sla2p import SLA2P
 from skad.utils.discovery import all_estimators
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "DiscriminatorGuidedGAN",
     "ESAD",
     "ReverseDistillation",
+    "SLA2P",
     "TrainingDivergedError",
     "all_estimators",
     "load",
