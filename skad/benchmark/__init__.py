@@ -161,6 +161,14 @@ def run(
     -------
     records : list of dict or pandas.DataFrame
         Columns as in :data:`FIELDS`.
+
+    Notes
+    -----
+    With ``isolate=True`` jobs run in processes started with the ``spawn``
+    method, which re-imports the calling script: call :func:`run` from under
+    ``if __name__ == "__main__":`` in a script (notebooks need nothing).
+    Detectors and loaders given as objects must then be picklable
+    (module-level classes and functions).
     """
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}.")
