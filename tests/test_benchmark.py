@@ -260,13 +260,16 @@ def test_isolated_failure_and_timeout(tmp_path):
         detectors=specs,
         timeout=2,
         threads=1,
+        n_jobs=2,
         output=tmp_path,
         progress=False,
         as_frame=False,
     )
     status = {r["detector"]: r["status"] for r in rows}
     assert status == {"Invalid": "failed", "Hangs": "timeout"}
-    assert "n_estimators" in rows[0]["error"]
+    by = {r["detector"]: r for r in rows}
+    assert "n_estimators" in by["Invalid"]["error"]
+    assert by["Hangs"]["roc_auc"] is None
     text = (tmp_path / "summary.md").read_text()
     assert "Failed jobs" in text and "timeout" in text
 

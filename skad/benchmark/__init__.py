@@ -60,7 +60,7 @@ logger = logging.getLogger("skad.benchmark")
 DEFAULT_SEEDS = {"adbench": (0, 1, 2)}
 
 
-def _environment(threads, reason, isolate):
+def _environment(threads, reason, isolate, n_jobs=1):
     import sklearn
     import torch
 
@@ -74,7 +74,11 @@ def _environment(threads, reason, isolate):
     return {
         "threads": f"{threads} torch thread(s) per job ({reason}); "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
-        + ("each job in a child process" if isolate else "jobs in this process"),
+        + (
+            f"each job in a child process, {n_jobs} at a time"
+            if isolate
+            else "jobs in this process"
+        ),
         "device": device,
         "versions": f"skad {skad.__version__}, torch {torch.__version__}, "
         f"scikit-learn {sklearn.__version__}, Python {platform.python_version()}",
@@ -99,6 +103,7 @@ def run(
     resume=True,
     retry_failed=False,
     isolate=True,
+    n_jobs=1,
     progress=True,
     plots=True,
     baseline="IsolationForest",
@@ -146,6 +151,9 @@ def run(
         With ``resume``, re-run the jobs recorded as failed or timed out.
     isolate : bool, default=True
         Run each job in a child process (needed for timeouts).
+    n_jobs : int, default=1
+        Jobs run at the same time (each in its own child process); the
+        threads per job default to the free cores divided by ``n_jobs``.
     progress : bool, default=True
         tqdm progress bar over datasets x detectors x seeds.
     plots : bool, default=True
@@ -182,7 +190,7 @@ def run(
     if seeds is None:
         seeds = DEFAULT_SEEDS.get(suite_name, (0,))
     seeds = [int(s) for s in seeds]
-    n_threads, reason = resolve_threads(threads)
+    n_threads, reason = resolve_threads(threads, n_jobs)
 
     jobs = [
         {
@@ -209,7 +217,7 @@ def run(
     saved_threads = torch.get_num_threads()
     try:
         set_thread_env(n_threads)
-        env = _environment(n_threads, reason, isolate)
+        env = _environment(n_threads, reason, isolate, n_jobs)
         records = run_jobs(
             jobs,
             csv_path=csv_path,
@@ -219,6 +227,7 @@ def run(
             progress=progress,
             resume=resume,
             retry_failed=retry_failed,
+            n_jobs=n_jobs,
         )
     finally:
         os.environ.clear()

@@ -55,6 +55,12 @@ def _parser():
         help="torch threads per job (default auto: all cores when idle, 1 on a "
         "busy shared machine)",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="jobs at the same time, each in its own process (default 1)",
+    )
     p.add_argument("--output", default="benchmark-results", help="output directory")
     p.add_argument(
         "--no-resume", action="store_true", help="start over instead of resuming"
@@ -143,6 +149,7 @@ def main(argv=None):
         resume=not args.no_resume,
         retry_failed=args.retry_failed,
         isolate=not args.in_process,
+        n_jobs=args.jobs,
         progress=not args.quiet,
         plots=not args.no_plots,
         baseline=args.baseline,

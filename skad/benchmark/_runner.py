@@ -7,6 +7,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import threading
 import time
 import traceback
 import warnings
@@ -74,7 +75,7 @@ def _n_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_threads(threads=None):
+def resolve_threads(threads=None, n_jobs=1):
     """Torch threads per job: ``(n, reason)``.
 
     ``None`` / ``"auto"``: all cores when the machine is idle, fewer when its
@@ -92,9 +93,10 @@ def resolve_threads(threads=None):
     except OSError:  # pragma: no cover
         load = 0.0
     free = max(1, n_cpus - math.ceil(load - 0.25))
+    per_job = max(1, free // max(1, n_jobs))
     if free >= n_cpus:
-        return n_cpus, f"auto: {n_cpus} idle cores"
-    return free, f"auto: {n_cpus} cores shared, load average {load:.1f}"
+        return per_job, f"auto: {n_cpus} idle cores, {n_jobs} job(s) at a time"
+    return per_job, f"auto: {n_cpus} cores shared, load average {load:.1f}"
 
 
 def set_thread_env(threads: int) -> None:
@@ -447,8 +449,12 @@ def run_jobs(
     progress=True,
     resume=True,
     retry_failed=False,
+    n_jobs=1,
 ):
     """Run ``jobs`` (dicts), appending each record to ``csv_path``.
+
+    With ``isolate``, jobs run in ``n_jobs`` child processes (each runs its
+    jobs in turn and is killed on a timeout); otherwise in this process.
 
     Returns the records of all selected jobs, the ones read back from an
     earlier run (resumption) included.
@@ -478,34 +484,78 @@ def run_jobs(
             desc="datasets x detectors",
             dynamic_ncols=True,
         )
-    worker = _Worker(threads) if isolate else None
-    if not isolate:
-        _set_torch_threads(threads)
-    try:
-        for job in todo:
-            if bar is not None:
-                bar.set_postfix_str(f"{job['task'].name} | {job['spec'].name}")
-            if worker is not None:
-                record = worker.run(job, timeout)
-            else:
-                record = execute(job)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def handle(record):
+        with lock:
+            if stop.is_set():  # interrupted: do not record half-run jobs
+                return
             records.append(record)
             if writer is not None:
                 writer.write(record)
             if bar is not None:
                 bar.update(1)
-            if record["status"] != "ok":
-                logger.warning(
-                    "%s on %s (seed %s): %s - %s",
-                    record["detector"],
-                    record["dataset"],
-                    record["seed"],
-                    record["status"],
-                    record.get("error"),
-                )
+        if record["status"] != "ok":
+            logger.warning(
+                "%s on %s (seed %s): %s - %s",
+                record["detector"],
+                record["dataset"],
+                record["seed"],
+                record["status"],
+                record.get("error"),
+            )
+
+    workers = []
+    local = threading.local()
+
+    def drive(job):
+        if stop.is_set():
+            return
+        worker = getattr(local, "worker", None)
+        if worker is None:
+            worker = local.worker = _Worker(threads)
+            with lock:
+                workers.append(worker)
+        if bar is not None:
+            bar.set_postfix_str(f"{job['task'].name} | {job['spec'].name}")
+        handle(worker.run(job, timeout))
+
+    if not isolate:
+        _set_torch_threads(threads)
+    try:
+        if not isolate:
+            for job in todo:
+                if bar is not None:
+                    bar.set_postfix_str(f"{job['task'].name} | {job['spec'].name}")
+                handle(execute(job))
+        elif n_jobs <= 1:
+            for job in todo:
+                drive(job)
+        else:
+            from concurrent.futures import ThreadPoolExecutor, as_completed
+
+            with ThreadPoolExecutor(n_jobs) as pool:
+                futures = [pool.submit(drive, job) for job in todo]
+                try:
+                    for future in as_completed(futures):
+                        future.result()
+                except BaseException:
+                    stop.set()
+                    for future in futures:
+                        future.cancel()
+                    with lock:
+                        for worker in workers:
+                            if worker.proc is not None:
+                                worker.proc.kill()
+                    raise
     finally:
-        if worker is not None:
-            worker.close()
+        stop.set()
+        for worker in workers:
+            try:
+                worker.close()
+            except Exception:  # noqa: BLE001 - already dead
+                pass
         if writer is not None:
             writer.close()
         if bar is not None:
