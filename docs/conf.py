@@ -9,7 +9,6 @@ gallery runs every ``examples/plot_*.py`` script.
 
 from __future__ import annotations
 
-import csv
 import importlib
 import os
 import re
@@ -159,83 +158,91 @@ def _write_api() -> None:
 
 
 # --------------------------------------------------------------------------
-# Benchmark table from a committed results CSV (docs/benchmark/results.csv)
+# Benchmark tables from committed results (docs/benchmark/*.csv, written by
+# ``python -m skad.benchmark``), summarised by skad.benchmark itself
 # --------------------------------------------------------------------------
 
 
-def _write_benchmark_table() -> None:
-    gen = HERE / "gen_modules"
-    gen.mkdir(exist_ok=True)
-    target = gen / "benchmark_table.inc"
-    source = HERE / "benchmark" / "results.csv"
-    if not source.exists():
-        text = (
-            ".. note::\n\n   No benchmark results are committed yet "
-            "(``docs/benchmark/results.csv``); run the command above to "
-            "produce them.\n"
-        )
-    else:
-        text = _summary_table(source)
-    if not target.exists() or target.read_text() != text:
-        target.write_text(text)
+def _fmt(value, digits=3):
+    if value is None or value != value:
+        return "-"
+    return f"{value:.{digits}f}"
 
 
-def _summary_table(source: Path) -> str:
-    rows = list(csv.DictReader(source.open()))
-    by_det: dict[str, dict[str, list]] = {}
-    datasets = set()
-    for r in rows:
-        d = by_det.setdefault(
-            r["detector"], {"roc_auc": [], "average_precision": [], "fit": []}
-        )
-        datasets.add(r.get("dataset", ""))
-        for key, col in (
-            ("roc_auc", "roc_auc"),
-            ("average_precision", "average_precision"),
-            ("fit", "fit_seconds"),
-        ):
-            try:
-                value = float(r.get(col, "nan"))
-            except ValueError:
-                continue
-            if value == value:
-                d[key].append(value)
-
-    def mean(v):
-        return f"{sum(v) / len(v):.3f}" if v else "failed"
-
-    def median(v):
-        if not v:
-            return "-"
-        s = sorted(v)
-        return f"{s[len(s) // 2]:.2f}"
-
-    order = sorted(
-        by_det,
-        key=lambda k: -(sum(by_det[k]["roc_auc"]) / max(len(by_det[k]["roc_auc"]), 1)),
-    )
+def _benchmark_section(title: str, summary) -> list[str]:
+    base = summary.get("baseline", "IsolationForest")
     out = [
+        title,
+        "~" * len(title),
+        "",
         ".. list-table::",
         "   :header-rows: 1",
         "",
-        "   * - detector",
-        "     - mean ROC AUC",
-        "     - mean average precision",
-        "     - median fit seconds",
-        "     - runs",
     ]
-    for det in order:
-        d = by_det[det]
-        out += [
-            f"   * - {det}",
-            f"     - {mean(d['roc_auc'])}",
-            f"     - {mean(d['average_precision'])}",
-            f"     - {median(d['fit'])}",
-            f"     - {len(d['roc_auc'])}",
+    headers = [
+        "detector",
+        "ROC AUC",
+        "AP",
+        "avg rank",
+        f"W/T/L vs {base}",
+        "fit s (median)",
+        "score s (median)",
+        "failed jobs",
+    ]
+    out.append(f"   * - {headers[0]}")
+    out += [f"     - {h}" for h in headers[1:]]
+    for o in summary["overall"]:
+        wtl = "-" if o["wtl"] is None else "/".join(map(str, o["wtl"]))
+        cells = [
+            o["detector"],
+            _fmt(o["roc_auc"]),
+            _fmt(o["average_precision"]),
+            _fmt(o["rank"], 2),
+            wtl,
+            _fmt(o["fit_seconds"], 2),
+            _fmt(o["score_seconds"], 3),
+            str(o["n_failed"] + o["n_timeout"]),
         ]
+        out.append(f"   * - {cells[0]}")
+        out += [f"     - {c}" for c in cells[1:]]
     out.append("")
-    out.append(f"{len(datasets)} datasets, {len(rows)} rows in ``results.csv``.")
-    return "\n".join(out) + "\n"
+    return out
+
+
+def _write_benchmark_table() -> None:
+    target = HERE / "gen_modules" / "benchmark_table.inc"
+    target.parent.mkdir(exist_ok=True)
+    sources = sorted((HERE / "benchmark").glob("*.csv"))
+    lines: list[str] = []
+    if sources:
+        from skad.benchmark import read_csv, summarize
+
+        for source in sources:
+            records = read_csv(source)
+            keys = dict.fromkeys((r["suite"], r["setting"]) for r in records)
+            for suite, setting in keys:
+                part = [
+                    r for r in records if (r["suite"], r["setting"]) == (suite, setting)
+                ]
+                summary = summarize(part)
+                seeds = sorted({int(r["seed"]) for r in part})
+                title = (
+                    f"{suite} suite, {setting} setting: "
+                    f"{len(summary['datasets'])} datasets, seeds "
+                    f"{', '.join(map(str, seeds))} (``{source.name}``)"
+                )
+                lines += _benchmark_section(title, summary)
+    else:
+        lines = [
+            ".. note::",
+            "",
+            "   No benchmark results are committed yet (``docs/benchmark/*.csv``);",
+            "   run the command above and copy its ``results.csv`` there.",
+            "",
+        ]
+    text = "\n".join(lines) + "\n"
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
 
 
 _write_api()

@@ -1,7 +1,7 @@
 """
-===============================================
+=================================================
 Images: anomalies among pretrained image features
-===============================================
+=================================================
 
 Deep detectors rarely see raw pixels in practice: images first go through a
 pretrained network and the detector works on the resulting feature vectors.

@@ -1,7 +1,7 @@
 """
-=====================================
+=========================================
 Text: anomalies among sentence embeddings
-=====================================
+=========================================
 
 Any text becomes a row of numbers through an embedding; skad detectors then
 work on those rows like on any tabular data. Here a few hundred short
