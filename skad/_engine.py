@@ -36,6 +36,12 @@ class TrainingDivergedError(FloatingPointError):
     """Raised when a training loss becomes NaN or infinite.
 
     A model whose loss diverged would score NaN; skad never returns one.
+
+    Examples
+    --------
+    >>> from skad import TrainingDivergedError
+    >>> issubclass(TrainingDivergedError, FloatingPointError)
+    True
     """
 
 
