@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from skad import datasets as datasets
 from skad._engine import TrainingDivergedError
+from skad.anomem import AnoMem
 from skad.deep_sad import DeepSAD
 from skad.deep_svdd import DeepSVDD
 from skad.discriminator_guided_gan import DiscriminatorGuidedGAN
@@ -19,6 +20,7 @@ from skad.sla2p import SLA2P
 from skad.utils.discovery import all_estimators
 
 __all__ = [
+    "AnoMem",
     "DeepSAD",
     "DeepSVDD",
     "DiscriminatorGuidedGAN",
