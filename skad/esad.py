@@ -184,9 +184,12 @@ class ESAD(BaseSemiSupervisedDetector):
     share_encoders : bool, default=False
         Use ``E1``'s weights for ``E2`` (as the reimplementation does); the
         paper speaks of two encoders, hence separate weights by default.
-    anomaly_score : {"sum", "reconstruction", "norm"}, default="sum"
+    anomaly_score : {"sum", "robust_sum", "reconstruction", "norm"}, default="sum"
         Anomaly score: scaled reconstruction error plus scaled ``||z^||``, or
-        either alone (*reconstructed*). (The issue calls it ``score``; that
+        either alone (*reconstructed*). ``"robust_sum"`` (a skad addition)
+        also divides each scaled term's deviation from 1 by its interquartile
+        range on the training rows, so that the heavy-tailed reconstruction
+        term does not decide the ranking alone. (The issue calls it ``score``; that
         name would shadow the ``score`` method scikit-learn's checks probe.)
     eta : float, default=1.0
         Weight of labelled rows (+1 and -1) against unlabelled ones, as in
@@ -244,6 +247,9 @@ class ESAD(BaseSemiSupervisedDetector):
         not labelled anomalous; divides that score term.
     norm_scale_ : float
         Median ``||z^||`` of the same rows; divides that score term.
+    reconstruction_spread_, norm_spread_ : float
+        Interquartile ranges of the two scaled terms on the same rows (used
+        by ``anomaly_score="robust_sum"``).
     n_labeled_anomalies_ : int
         Rows labelled -1 in the training labels.
     offset_ : float
@@ -288,7 +294,7 @@ class ESAD(BaseSemiSupervisedDetector):
         "anomaly_target": [StrOptions({"gauss", "identity", "invert"})],
         "anomaly_norm_loss": [StrOptions({"inverse", "hinge"})],
         "share_encoders": ["boolean"],
-        "anomaly_score": [StrOptions({"sum", "reconstruction", "norm"})],
+        "anomaly_score": [StrOptions({"sum", "robust_sum", "reconstruction", "norm"})],
         "eta": [Interval(Real, 0, None, closed="neither")],
         "anomaly_batch_fraction": [Interval(Real, 0, 1, closed="left")],
         "adversarial": ["boolean"],
@@ -544,17 +550,21 @@ class ESAD(BaseSemiSupervisedDetector):
     @torch.no_grad()
     def _set_score_scales(self, X):
         """Medians of the two score terms over the rows not labelled -1."""
-        self.reconstruction_scale_ = 1.0
-        self.norm_scale_ = 1.0
+        self.reconstruction_scale_ = self.norm_scale_ = 1.0
+        self.reconstruction_spread_ = self.norm_spread_ = 1.0
         rec, norm = [], []
         for start in range(0, X.shape[0], _engine.SCORE_CHUNK_SIZE):
             r, n = self._score_terms(X[start : start + _engine.SCORE_CHUNK_SIZE])
             rec.append(r.cpu().double())
             norm.append(n.cpu().double())
-        rec_med = float(torch.cat(rec).median())
-        norm_med = float(torch.cat(norm).median())
-        self.reconstruction_scale_ = max(rec_med, 1e-12)
-        self.norm_scale_ = max(norm_med, 1e-12)
+        rec, norm = torch.cat(rec), torch.cat(norm)
+        self.reconstruction_scale_ = max(float(rec.median()), 1e-12)
+        self.norm_scale_ = max(float(norm.median()), 1e-12)
+        q = torch.tensor([0.25, 0.75], dtype=torch.float64)
+        r_q = torch.quantile(rec / self.reconstruction_scale_, q)
+        n_q = torch.quantile(norm / self.norm_scale_, q)
+        self.reconstruction_spread_ = max(float(r_q[1] - r_q[0]), 1e-12)
+        self.norm_spread_ = max(float(n_q[1] - n_q[0]), 1e-12)
 
     def _score_terms(self, X):
         _, x_hat, z_hat = self.network_(X)
@@ -569,4 +579,8 @@ class ESAD(BaseSemiSupervisedDetector):
             return rec
         if self.anomaly_score == "norm":
             return norm
+        if self.anomaly_score == "robust_sum":
+            return (rec - 1.0) / self.reconstruction_spread_ + (
+                norm - 1.0
+            ) / self.norm_spread_
         return rec + norm

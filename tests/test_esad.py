@@ -111,6 +111,7 @@ def test_same_random_state_same_scores_with_labels(adversarial):
         dict(anomaly_target="identity", anomaly_norm_loss="hinge"),
         dict(anomaly_target="invert", share_encoders=True),
         dict(anomaly_score="reconstruction", norm="batch"),
+        dict(anomaly_score="robust_sum"),
         dict(anomaly_score="norm", hidden_layer_sizes=(16,), latent_dim=3),
         dict(adversarial=True, adversarial_weight=0.5),
         dict(early_stopping=True),
@@ -138,6 +139,11 @@ def test_score_is_sum_of_scaled_terms():
     np.testing.assert_allclose(-est.score_samples(X), expected.numpy())
     # the scales are the medians over the training rows
     assert np.median(rec.numpy() / est.reconstruction_scale_) == pytest.approx(1.0)
+    robust = est.set_params(anomaly_score="robust_sum").score_samples(X)
+    expected = (rec / est.reconstruction_scale_ - 1) / est.reconstruction_spread_ + (
+        norm / est.norm_scale_ - 1
+    ) / est.norm_spread_
+    np.testing.assert_allclose(-robust, expected.numpy())
 
 
 def test_oversampling_weights_reach_the_batch_share():

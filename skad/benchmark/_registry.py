@@ -40,6 +40,7 @@ VARIANTS: dict[str, tuple] = {
     "SLA2P-l2": ("skad.SLA2P", {"normalize": True}),
     "ReverseDistillation-random": ("skad.ReverseDistillation", {"teacher": "random"}),
     "ESAD-adversarial": ("skad.ESAD", {"adversarial": True}),
+    "ESAD-robust": ("skad.ESAD", {"anomaly_score": "robust_sum"}),
     "DiscriminatorGuidedGAN-reconstruction": (
         "skad.DiscriminatorGuidedGAN",
         {"generator_loss": "reconstruction"},
