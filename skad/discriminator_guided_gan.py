@@ -42,6 +42,9 @@ __all__ = ["DiscriminatorGuidedGAN"]
 
 logger = logging.getLogger("skad")
 
+#: Number of generator updates that ``max_iter="auto"`` aims at.
+AUTO_UPDATES = 600
+
 #: Generator outputs whose variance falls below this share of the input
 #: variance are reported as a mode collapse (``mode_collapse_``).
 COLLAPSE_RATIO = 0.05
@@ -147,21 +150,35 @@ class _MLPGenerator(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-class _MLPDiscriminator(nn.Module):
-    """Trunk ``d -> h -> h/2`` with a real/fake head and a K-way pretext head."""
+class _Heads(nn.Module):
+    """Real/fake and pretext heads on the last trunk features; ``forward``
+    returns (list of trunk features, real/fake logit, pretext logits)."""
 
-    def __init__(self, d, h, K, dropout):
-        super().__init__()
-        width = max(h // 2, 1)
-        self.trunk = _nn.MLP(d, (h, width), None, activation="leaky_relu")
+    def _init_heads(self, width, K, dropout, all_layers):
+        self.all_layers = bool(all_layers)
         self.drop = _nn.Dropout(dropout)
         self.adv = nn.Linear(width, 1)
         self.cls = nn.Linear(width, K)
 
     def forward(self, x):
-        f = self.trunk(x)
-        g = self.drop(f)
-        return f, self.adv(g).squeeze(1), self.cls(g)
+        feats = self.features(x)
+        g = self.drop(feats[-1])
+        if not self.all_layers:
+            feats = feats[-1:]
+        return feats, self.adv(g).squeeze(1), self.cls(g)
+
+
+class _MLPDiscriminator(_Heads):
+    """Trunk ``d -> h -> h/2`` with a real/fake head and a K-way pretext head."""
+
+    def __init__(self, d, h, K, dropout, all_layers):
+        super().__init__()
+        width = max(h // 2, 1)
+        self.trunk = _nn.MLP(d, (h, width), None, activation="leaky_relu")
+        self._init_heads(width, K, dropout, all_layers)
+
+    def features(self, x):
+        return self.trunk.hidden_outputs(x)
 
 
 def _n_down(h, w):
@@ -201,10 +218,10 @@ class _ConvGenerator(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-class _ConvDiscriminator(nn.Module):
+class _ConvDiscriminator(_Heads):
     """Convolutional trunk, ``2 * width`` features, two heads."""
 
-    def __init__(self, shape, K, width, dropout, padding_mode):
+    def __init__(self, shape, K, width, dropout, padding_mode, all_layers):
         super().__init__()
         C, H, W = shape
         n, h, w = _n_down(H, W)
@@ -216,19 +233,20 @@ class _ConvDiscriminator(nn.Module):
             c *= 2
         layers += [nn.Flatten(), nn.Linear(c * h * w, 2 * width), nn.LeakyReLU(0.1)]
         self.trunk = nn.Sequential(*layers)
-        self.drop = _nn.Dropout(dropout)
-        self.adv = nn.Linear(2 * width, 1)
-        self.cls = nn.Linear(2 * width, K)
+        self._init_heads(2 * width, K, dropout, all_layers)
 
-    def forward(self, x):
-        f = self.trunk(x)
-        g = self.drop(f)
-        return f, self.adv(g).squeeze(1), self.cls(g)
+    def features(self, x):
+        out = []
+        for layer in self.trunk:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                out.append(x)
+        return out
 
 
 def _sq_dist(a, b):
-    """Mean squared difference per row."""
-    return ((a - b) ** 2).flatten(1).mean(dim=1)
+    """Mean squared difference per row, averaged over feature layers."""
+    return sum(((u - v) ** 2).flatten(1).mean(dim=1) for u, v in zip(a, b)) / len(a)
 
 
 # ---------------------------------------------------------------------------
@@ -315,7 +333,8 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
         Weight of the normalised feature term in the ``"combined"`` score.
     hidden_dim : int or None, default=None
         Width ``h`` of the MLPs (``h`` then ``h/2``); None uses
-        ``clip(2 * n_features, 64, 512)``. In image mode, the number of
+        ``clip(2 * n_features, 64, 128)`` (the method note's upper bound of
+        512 costs 10 times more CPU time on embeddings). In image mode, the number of
         channels of the first convolution (None: 32).
     latent_dim : int or None, default=None
         Bottleneck width of the generator; None uses
@@ -328,17 +347,25 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
     discriminator_learning_rate : float or None, default=None
         Adam learning rate of the discriminator; None uses twice
         ``learning_rate_init`` (two time-scale update rule).
+    feature_layers : {"last", "all"}, default="all"
+        Discriminator features ``f`` that the generator must match and that
+        the score compares: the last hidden layer (the method note), or every
+        hidden layer of the trunk, averaged (``"all"``; earlier layers keep
+        more of the input's content, a perceptual-loss-like guidance).
     padding_mode : {"zeros", "circular", "reflect", "replicate"}, default="zeros"
         Padding of the convolutions in image mode (zero padding leaks absolute
         position, which the paper found to hurt). Ignored for vectors.
     contamination : float, default=0.1
         Expected share of outliers; ``offset_`` is that quantile of the
         training scores. Must be in (0, 0.5].
-    max_iter : int, default=100
+    max_iter : int or "auto", default="auto"
         Number of training epochs (one discriminator and one generator update
-        per mini-batch).
+        per mini-batch). ``"auto"`` runs enough epochs for about
+        ``AUTO_UPDATES`` (600) updates, between 5 and 300 epochs: a GAN needs
+        a number of updates rather than of passes over the data, and small
+        one-class sets would otherwise get a few dozen updates only.
     batch_size : int, default=128
-    learning_rate_init : float, default=5e-4
+    learning_rate_init : float, default=1e-3
         Adam learning rate of the generator (betas 0.5, 0.999).
     weight_decay : float, default=1e-5
     early_stopping : bool, default=False
@@ -348,7 +375,13 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
         Otherwise training stops when the summed generator and discriminator
         loss has not improved for ``n_iter_no_change`` epochs.
     validation_fraction : float, default=0.1
-    n_iter_no_change : int, default=20
+    n_iter_no_change : int, default=300
+        Epochs without improvement before stopping. The default switches
+        the training-loss rule off in practice (``max_iter="auto"`` runs at
+        most 300 epochs): adversarial losses oscillate and are no convergence
+        signal, and stopping on them left generators under-trained (in
+        development runs a reconstruction generator stopped at epoch 52 with
+        collapsed outputs).
     tol : float, default=1e-4
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU.
@@ -416,6 +449,7 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
 
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,
+        "max_iter": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "n_transforms": [Interval(Integral, 2, None, closed="left")],
         "transforms": [StrOptions({"permutation", "orthogonal"})],
         "generator_loss": [StrOptions({"guided", "reconstruction"})],
@@ -436,6 +470,7 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
             Interval(Real, 0, None, closed="neither"),
             None,
         ],
+        "feature_layers": [StrOptions({"last", "all"})],
         "padding_mode": [StrOptions({"zeros", "circular", "reflect", "replicate"})],
     }
 
@@ -457,15 +492,16 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
         dropout=0.2,
         label_smoothing=0.1,
         discriminator_learning_rate=None,
+        feature_layers="all",
         padding_mode="zeros",
         contamination=0.1,
-        max_iter=100,
+        max_iter="auto",
         batch_size=128,
-        learning_rate_init=5e-4,
+        learning_rate_init=1e-3,
         weight_decay=1e-5,
         early_stopping=False,
         validation_fraction=0.1,
-        n_iter_no_change=20,
+        n_iter_no_change=300,
         tol=1e-4,
         device="auto",
         random_state=None,
@@ -486,6 +522,7 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
         self.dropout = dropout
         self.label_smoothing = label_smoothing
         self.discriminator_learning_rate = discriminator_learning_rate
+        self.feature_layers = feature_layers
         self.padding_mode = padding_mode
         self.contamination = contamination
         self.max_iter = max_iter
@@ -549,15 +586,18 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
                 width,
                 self.dropout,
                 self.padding_mode,
+                self.feature_layers == "all",
             )
             return
         d = self.n_features_in_
         K = self.n_transforms_ = self.n_transforms
-        h = self.hidden_dim or int(np.clip(2 * d, 64, 512))
+        h = self.hidden_dim or int(np.clip(2 * d, 64, 128))
         z = self.latent_dim or int(np.clip(d // 4, 1, 32))
         self.transforms_ = _VectorTransforms(d, K, self.transforms, rng.numpy)
         self.generator_ = _MLPGenerator(d, h, z)
-        self.discriminator_ = _MLPDiscriminator(d, h, K, self.dropout)
+        self.discriminator_ = _MLPDiscriminator(
+            d, h, K, self.dropout, self.feature_layers == "all"
+        )
 
     @torch.no_grad()
     def _fit_standardisation(self, X):
@@ -612,7 +652,7 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
             opt_d.step()
             # generator update (gradients flow through the discriminator); the
             # feature target f(T_k x) is taken from the pass above, detached
-            f_r = f_both[:n].detach()
+            f_r = [f[:n].detach() for f in f_both]
             D.requires_grad_(False)
             fake = G(xk)
             f_f, adv_f, cls_f = D(fake)
@@ -653,13 +693,19 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
             def val():
                 return float(self._terms(X_val, standardised=True).sum(0).mean())
 
+        n_train = X_train.shape[0]
+        max_iter = self.max_iter
+        if max_iter == "auto":
+            steps = -(-n_train // min(self.batch_size, n_train))
+            max_iter = int(np.clip(round(AUTO_UPDATES / steps), 5, 300))
         history = self._train(
             step,
-            n_samples=X_train.shape[0],
+            n_samples=n_train,
             modules=[G, D],
             optimizer=None,
             rng=rng,
             validation_loss=val,
+            max_iter=max_iter,
         )
         self._record(history)
         self.loss_components_ = {k: list(v) for k, v in history.extra.items()}

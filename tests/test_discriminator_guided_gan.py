@@ -52,7 +52,12 @@ def test_reconstruction_generator_loss(planted_data):
 
 
 @pytest.mark.parametrize(
-    "params", [dict(mode="restore"), dict(transforms="orthogonal", n_transforms=4)]
+    "params",
+    [
+        dict(mode="restore"),
+        dict(transforms="orthogonal", n_transforms=4),
+        dict(feature_layers="all"),
+    ],
 )
 def test_variants_fit(planted_data, params):
     X, y = planted_data
