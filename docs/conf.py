@@ -37,7 +37,7 @@ extensions = [
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "*.inc", "gen_modules/*.inc", "benchmark/*.md"]
+exclude_patterns = ["_build", "*.inc", "**/*.inc", "benchmark/*.md"]
 html_theme = "alabaster"
 html_static_path: list[str] = []
 html_title = f"skad {release}"
