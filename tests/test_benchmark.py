@@ -253,7 +253,11 @@ def test_isolated_failure_and_timeout(tmp_path):
         DetectorSpec(
             "Invalid", "sklearn.ensemble.IsolationForest", {"n_estimators": 0}
         ),
-        DetectorSpec("Hangs", "skad.DeepSVDD", {"max_iter": 10**7, "device": "cpu"}),
+        DetectorSpec(
+            "Hangs",
+            "skad.DeepSVDD",
+            {"max_iter": 10**7, "n_iter_no_change": 10**7, "device": "cpu"},
+        ),
     ]
     rows = run(
         {"blobs": make_blobs_task(n_samples=200)},

@@ -488,6 +488,7 @@ def run_jobs(
     stop = threading.Event()
 
     def handle(record):
+        record = {k: record.get(k) for k in FIELDS}  # every column, None if unset
         with lock:
             if stop.is_set():  # interrupted: do not record half-run jobs
                 return
