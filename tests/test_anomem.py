@@ -88,9 +88,11 @@ def test_prototype_health_attributes():
 
 
 def test_variance_term_against_collapse():
-    """Without the variance term the slots drift together (smaller minimum
-    pairwise distance, lower usage entropy) than with it."""
-    X, y, _, _ = _planted_task()
+    """Measured finding: on this data the variance term is nearly harmless to
+    drop. Without it the slots sit slightly closer together (smaller minimum
+    pairwise distance at every scale) but nothing collapses: slot usage stays
+    spread and the detection quality is unchanged."""
+    X, y, Xt, yt = _planted_task()
     params = dict(FAST, max_iter=30)
     with_var = AnoMem(variance_weight=1.0, **params).fit(X[y == 0])
     without = AnoMem(variance_weight=0.0, **params).fit(X[y == 0])
@@ -98,6 +100,13 @@ def test_variance_term_against_collapse():
         without.min_slot_distance_,
         with_var.min_slot_distance_,
     )
+    assert np.all(without.slot_usage_entropy_ > 0.5)
+    np.testing.assert_allclose(
+        without.slot_usage_entropy_, with_var.slot_usage_entropy_, atol=0.05
+    )
+    auc_with = roc_auc(yt, with_var.score_samples(Xt))
+    auc_without = roc_auc(yt, without.score_samples(Xt))
+    assert abs(auc_with - auc_without) < 0.03, (auc_with, auc_without)
 
 
 def test_single_scale_weights():
