@@ -130,7 +130,8 @@ rd_img = ReverseDistillation(
     random_state=0,
     device="cpu",
 ).fit(img_train[ya == 0])
-print(f"image mode, digit 0 normal: ROC AUC {roc_auc(yb, rd_img.score_samples(img_test)):.3f}")
+img_auc = roc_auc(yb, rd_img.score_samples(img_test))
+print(f"image mode, digit 0 normal: ROC AUC {img_auc:.3f}")
 
 # %%
 # Anomaly maps have the input's spatial size; the image score is their
