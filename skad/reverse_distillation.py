@@ -565,11 +565,6 @@ class ReverseDistillation(BaseDeepDetector):
             feats = [_flat(f) for f in feats]
         return feats
 
-    def _n_epochs(self, n_samples: int, epochs: int, min_updates: int) -> int:
-        """``epochs``, raised until at least ``min_updates`` updates run."""
-        per_epoch = max(1, n_samples // max(1, min(self.batch_size, n_samples)))
-        return max(epochs, math.ceil(min_updates / per_epoch))
-
     def _fit_networks(self, X, labels, rng):
         teacher, student = self.teacher_, self.student_
         for name in ("teacher_loss_curve_", "teacher_reconstruction_error_"):

@@ -130,10 +130,28 @@ class AnoMem(BaseSemiSupervisedDetector):
         Divide every deviation-map entry (coordinate or spatial position) by
         its mean over the training rows before averaging, so that no entry
         dominates the per-scale deviation. *Reconstructed.*
+    memory_contrast : {"symmetric", "one-way"}, default="one-way"
+        Memory-contrastive term of every scale. ``"one-way"``: the pooled
+        features of view a against the memory retrieval of view b, the
+        method note's formula; ``"symmetric"`` adds the mirrored pair
+        (features of b against the retrieval of a), which doubles the cost
+        of the per-scale heads for no measurable gain. *Reconstructed.*
+    memory_init : {"random", "data"}, default="data"
+        Initial memory slots: standard normal (``"random"``) or the features
+        that the freshly initialised encoder gives random training rows (a
+        random spatial position of each in image mode), so every slot starts
+        on the data and none is left unused. ``"data"`` raised the mean
+        validation ROC AUC in both settings (see Notes). *Reconstructed.*
+    min_updates : int, default=0
+        Minimum number of stage-1 mini-batch updates: on small training sets
+        the number of epochs grows above ``max_iter`` until this many updates
+        have run (30 epochs of 200 rows are only 30 updates). The plateau rule
+        (``tol``, ``n_iter_no_change``) still stops training early. 0 keeps
+        ``max_iter`` epochs.
     contamination : float, default=0.1
         Expected share of outliers; ``offset_`` is that quantile of the
         training scores. Must be in (0, 0.5].
-    max_iter : int, default=30
+    max_iter : int, default=20
         Stage-1 epochs.
     batch_size : int, default=256
     learning_rate_init : float, default=1e-3
@@ -191,7 +209,24 @@ class AnoMem(BaseSemiSupervisedDetector):
     See Also
     --------
     skad.DeepSVDD : One-class hypersphere detector.
+    skad.DeepSAD : Semi-supervised hypersphere detector.
     sklearn.neighbors.LocalOutlierFactor : Distance-based baseline.
+
+    Notes
+    -----
+    The defaults of the reconstructed choices (``norm``, ``standardize_maps``,
+    ``combine_detectors``, ``memory_contrast``, ``memory_init``, ``max_iter``)
+    were selected by ``scripts/select_anomem_defaults.py`` on validation
+    splits carved from the *training* rows of 23 ADBench data sets (17
+    Classical, 6 MVTec feature sets), one-class and semi-supervised, keeping
+    the configuration with the best mean validation ROC AUC over the two
+    settings; no benchmark test row was used.
+
+    For one-class data known to be clean, larger Euclidean memories with
+    the shallow scale weighted double (``n_prototypes=(256, 256, 256)``,
+    ``retrieval="euclidean"``, ``scale_weights=(2, 1, 1)``) scored higher on
+    the one-class validation splits but lower with contaminated training
+    rows, where a large memory also stores the unlabelled anomalies.
 
     Examples
     --------
@@ -234,6 +269,9 @@ class AnoMem(BaseSemiSupervisedDetector):
         "standardize_maps": ["boolean"],
         "retrieval": [StrOptions({"cosine", "euclidean"})],
         "combine_detectors": ["boolean"],
+        "memory_contrast": [StrOptions({"symmetric", "one-way"})],
+        "memory_init": [StrOptions({"random", "data"})],
+        "min_updates": [Interval(Integral, 0, None, closed="left")],
     }
 
     def __init__(
@@ -265,8 +303,11 @@ class AnoMem(BaseSemiSupervisedDetector):
         standardize_maps=True,
         retrieval="cosine",
         combine_detectors=True,
+        memory_contrast="one-way",
+        memory_init="data",
+        min_updates=0,
         contamination=0.1,
-        max_iter=30,
+        max_iter=20,
         batch_size=256,
         learning_rate_init=1e-3,
         weight_decay=1e-6,
@@ -304,6 +345,9 @@ class AnoMem(BaseSemiSupervisedDetector):
         self.standardize_maps = standardize_maps
         self.retrieval = retrieval
         self.combine_detectors = combine_detectors
+        self.memory_contrast = memory_contrast
+        self.memory_init = memory_init
+        self.min_updates = min_updates
         self.contamination = contamination
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -443,21 +487,27 @@ class AnoMem(BaseSemiSupervisedDetector):
         loss = xb.new_zeros(())
         fit = xb.new_zeros(())
         n = xb.shape[0]
+        symmetric = self.memory_contrast == "symmetric"
         for head, za, zra, zb, zrb in zip(net.heads, fa, ra, fb, rb):
             # one head call per scale: views a/b, retrievals a/b, anomalies
-            pooled = torch.cat(
-                [
-                    za[:n].mean(1),
-                    zb.mean(1),
-                    zra[:n].mean(1),
-                    zrb.mean(1),
-                    za[n:].mean(1),
-                ]
-            )
-            pa, pb, pra, prb, neg = head(pooled).split([n, n, n, n, na])
-            loss = loss + 0.5 * (
-                _contrast(pa, prb, tau, neg) + _contrast(pb, pra, tau, neg)
-            )
+            if symmetric:
+                pooled = torch.cat(
+                    [
+                        za[:n].mean(1),
+                        zb.mean(1),
+                        zra[:n].mean(1),
+                        zrb.mean(1),
+                        za[n:].mean(1),
+                    ]
+                )
+                pa, pb, pra, prb, neg = head(pooled).split([n, n, n, n, na])
+                loss = loss + 0.5 * (
+                    _contrast(pa, prb, tau, neg) + _contrast(pb, pra, tau, neg)
+                )
+            else:  # features of view a against the retrieval of view b
+                pooled = torch.cat([za[:n].mean(1), zrb.mean(1), za[n:].mean(1)])
+                pa, prb, neg = head(pooled).split([n, n, na])
+                loss = loss + _contrast(pa, prb, tau, neg)
             fit = fit + 0.5 * (
                 net.deviation(za[:n], zra[:n]).mean() + net.deviation(zb, zrb).mean()
             )
@@ -510,6 +560,8 @@ class AnoMem(BaseSemiSupervisedDetector):
                 g.manual_seed(val_seed)
                 return self._stage1_loss(X_val, X_val[:0], X_train, std, g)["loss"]
 
+        if self.memory_init == "data":
+            _init_slots_from_data(net, X_train, gen)
         optimizer = _engine.make_optimizer(
             net.parameters(), self.learning_rate_init, self.weight_decay
         )
@@ -521,6 +573,7 @@ class AnoMem(BaseSemiSupervisedDetector):
             rng=rng,
             validation_loss=val,
             desc="AnoMem stage 1",
+            max_iter=self._n_epochs(X_train.shape[0], self.max_iter, self.min_updates),
         )
         self._record(history)
         net.eval()
@@ -659,6 +712,29 @@ class AnoMem(BaseSemiSupervisedDetector):
             Fitted estimator.
         """
         return self._fit(X, labels=labels)
+
+
+def _init_slots_from_data(net, X, generator):
+    """Set every memory's slots to the features of distinct random training
+    rows (one random position per row in image mode), plus a little noise
+    so that no two slots start equal (equal slots get equal gradients)."""
+    dev = X.device
+    n_slots = max(m.slots.shape[0] for m in net.memories)
+    if X.shape[0] >= n_slots:
+        rows = torch.randperm(X.shape[0], generator=generator, device=dev)[:n_slots]
+    else:
+        rows = torch.randint(0, X.shape[0], (n_slots,), generator=generator, device=dev)
+    with torch.no_grad():
+        feats, _, _ = net(X[rows])
+        for mem, q in zip(net.memories, feats):
+            k = mem.slots.shape[0]
+            pos = torch.randint(0, q.shape[1], (k,), generator=generator, device=dev)
+            slots = q[torch.arange(k, device=dev), pos]
+            spread = slots.std(dim=0, keepdim=True) if k > 1 else slots.abs()
+            noise = torch.randn(slots.shape, generator=generator, device=dev)
+            mem.slots.copy_(
+                slots + 0.05 * spread.clamp_min(1e-3) * noise.to(slots.dtype)
+            )
 
 
 def _memory_health(memories, usage):

@@ -46,6 +46,16 @@ VARIANTS: dict[str, tuple] = {
         {"generator_loss": "reconstruction"},
     ),
     "AnoMem-single-scale": ("skad.AnoMem", {"scale_weights": (0.0, 0.0, 1.0)}),
+    # the one-class recipe of the AnoMem docs (larger Euclidean memories,
+    # shallow scale weighted double), chosen on validation splits
+    "AnoMem-wide": (
+        "skad.AnoMem",
+        {
+            "n_prototypes": (256, 256, 256),
+            "retrieval": "euclidean",
+            "scale_weights": (2.0, 1.0, 1.0),
+        },
+    ),
 }
 
 #: The baselines every report includes.
