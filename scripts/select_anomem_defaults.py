@@ -56,7 +56,7 @@ DEV_DATASETS = [
 ]
 
 # overrides of AnoMem's parameters; "previous" is the release before the
-# re-selection (symmetric memory contrast, 30 epochs)
+# re-selection (symmetric memory contrast, 30 epochs, random slots)
 CONFIGS = {
     "previous": dict(memory_contrast="symmetric", max_iter=30),
     "one-way": dict(memory_contrast="one-way", max_iter=30),
@@ -122,10 +122,20 @@ CONFIGS = {
         memory_init="data",
         memory_temperature=0.05,
     ),
+    "data-init-small": dict(
+        memory_contrast="one-way",
+        max_iter=20,
+        memory_init="data",
+        n_prototypes=(16, 32, 64),
+    ),
     "data-init-min": dict(
         memory_contrast="one-way", max_iter=20, memory_init="data", min_updates=500
     ),
 }
+# every configuration pins the parameters whose defaults the selection
+# changed, so that it reproduces whatever the current defaults are
+for _name, _cfg in CONFIGS.items():
+    _cfg.setdefault("memory_init", "random")
 REFERENCES = ("KNN",)
 FIELDS = ["dataset", "setting", "config", "roc_auc", "fit_s", "n_fit", "n_val"]
 

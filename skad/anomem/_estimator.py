@@ -226,7 +226,10 @@ class AnoMem(BaseSemiSupervisedDetector):
     the shallow scale weighted double (``n_prototypes=(256, 256, 256)``,
     ``retrieval="euclidean"``, ``scale_weights=(2, 1, 1)``) scored higher on
     the one-class validation splits but lower with contaminated training
-    rows, where a large memory also stores the unlabelled anomalies.
+    rows, where a large memory also stores the unlabelled anomalies. For
+    contaminated data without labels (the unsupervised setting), smaller
+    memories (``n_prototypes=(16, 32, 64)``) scored higher on the same
+    validation splits (0.739 against 0.714 for the default).
 
     Examples
     --------
