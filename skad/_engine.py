@@ -25,9 +25,9 @@ from sklearn.utils import check_random_state
 
 logger = logging.getLogger("skad")
 
-#: Rows scored per forward pass. Bounded so that scoring any number of rows
-#: needs a bounded amount of memory.
-SCORE_CHUNK_SIZE = 4096
+#: Rows per scoring forward pass (every chunk is padded to this shape, see
+#: :func:`predict_in_chunks`); chosen by measurement, see docs/reliability.rst.
+SCORE_CHUNK_SIZE = 1024
 
 _OOM_ERRORS = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
 
@@ -107,18 +107,6 @@ def map_location(device: torch.device | str) -> torch.device:
             stacklevel=3,
         )
         return torch.device("cpu")
-
-
-def scoring_dtype(device: torch.device) -> torch.dtype:
-    """dtype that fitted modules are kept in for scoring on ``device``.
-
-    On the CPU, scoring runs in float64: a row's score then does not depend on
-    which other rows share its batch (float32 matrix products of different
-    shapes can differ by about 1e-7, see scikit-learn's
-    ``check_methods_subset_invariance``). On accelerators scoring stays in
-    float32 and uses fixed-shape chunks instead (see :func:`predict_in_chunks`).
-    """
-    return torch.float64 if device.type == "cpu" else torch.float32
 
 
 # ---------------------------------------------------------------------------
@@ -504,56 +492,124 @@ def train_epochs(
 # ---------------------------------------------------------------------------
 
 
+def _chunk_source(X, start: int, stop: int) -> torch.Tensor:
+    """Rows ``start:stop`` of a numpy array or tensor, as a tensor (no copy of
+    the whole input; a numpy slice is converted on its own)."""
+    if isinstance(X, torch.Tensor):
+        return X[start:stop]
+    part = np.ascontiguousarray(X[start:stop])
+    if not part.flags.writeable:
+        part = part.copy()  # read-only memmaps: torch cannot wrap them
+    return torch.from_numpy(part)
+
+
 def predict_in_chunks(
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    X: np.ndarray,
+    fn: Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]],
+    X,
     device: torch.device,
-    dtype: torch.dtype,
     *,
     chunk_size: int = SCORE_CHUNK_SIZE,
     grad: bool = False,
-) -> np.ndarray:
-    """Apply ``fn`` to ``X`` chunk by chunk and return a float64 numpy array.
+    reduce: str | None = None,
+    as_numpy: bool = True,
+):
+    """Apply ``fn`` to ``X`` in chunks of one fixed shape; the only scoring path.
 
-    Memory stays bounded for any number of rows: only one chunk at a time is
-    on the device. On the CPU, ``dtype`` is float64 and chunks are plain
-    slices. On accelerators (float32), every chunk is zero-padded to
-    ``chunk_size`` rows so that all forward passes have the same shape and a
-    row's result does not depend on which rows it is scored with.
+    Every call of ``fn`` receives a float32 tensor on ``device`` of exactly
+    ``(chunk_size, *X.shape[1:])``: the last chunk is zero-padded and the
+    padding rows are dropped from the result. Matrix products then always run
+    with the same shapes and the same kernels, so a row's result does not
+    depend on the rows it is scored with, on its position, on the number of
+    rows or (measured with 1 and 2 threads) on the thread count; float32 and
+    float64 input give the same result because the conversion to float32 is
+    the first step. Memory stays bounded for any number of rows: one chunk at
+    a time is on the device, and input of any numeric dtype (float16, int8,
+    ...) is converted chunk by chunk, never as a whole.
 
-    When CUDA runs out of memory, the chunk size is halved and the chunk is
-    retried, down to a single row.
+    Parameters
+    ----------
+    fn : callable
+        Maps a chunk to a tensor (or a tuple of tensors) whose first
+        dimension indexes the rows of the chunk. Rows must be independent
+        (modules in eval mode).
+    X : ndarray or torch.Tensor
+        Rows to process, any numeric dtype.
+    device : torch.device
+    chunk_size : int, default=SCORE_CHUNK_SIZE
+        Rows per forward pass.
+    grad : bool, default=False
+        Run ``fn`` with autograd enabled (methods that take a gradient step
+        at scoring time); otherwise under :func:`torch.no_grad`.
+    reduce : {None, "sum"}, default=None
+        ``"sum"`` returns the sum over the rows of each output instead of the
+        per-row outputs (statistics over large training sets).
+    as_numpy : bool, default=True
+        Return float64 numpy arrays (on the host); False keeps float32
+        tensors on ``device``.
 
-    ``fn`` runs under :func:`torch.no_grad` unless ``grad`` is True (methods
-    that take a gradient step at scoring time).
+    Returns
+    -------
+    ndarray, tensor or tuple of them
+        Per-row outputs of shape ``(len(X), ...)``, or their sums.
+
+    Notes
+    -----
+    When CUDA runs out of memory the chunk is halved and retried, down to a
+    single row, for the rest of the call. The shape then changes, so scores
+    of that call can differ in the last float32 bits from a call that did not
+    run out of memory; the fixed-shape guarantee holds for every call that
+    completes without an out-of-memory error.
     """
     n = X.shape[0]
-    # One preallocated result array, filled chunk by chunk: no list of small
-    # per-chunk arrays interleaved with the large chunk temporaries (which
-    # fragments the C heap so that resident memory grew with n) and no
-    # concatenation copy at the end.
-    result: np.ndarray | None = None
-    pad = device.type != "cpu"
+    if reduce not in (None, "sum"):
+        raise ValueError(f"reduce must be None or 'sum', got {reduce!r}.")
     ctx = contextlib.nullcontext if grad else torch.no_grad
+    # Per-row numpy results go into arrays preallocated on the first chunk
+    # (no list of small arrays interleaved with the chunk temporaries, which
+    # fragmented the heap so that resident memory grew with n, and no
+    # concatenation copy); tensors and sums are collected per chunk.
+    results: list | None = None
+    single = True
     start = 0
-    size = chunk_size
+    size = max(1, int(chunk_size))
+    buffer = None
     while start < n:
         stop = min(start + size, n)
+        m = stop - start
         try:
+            if buffer is None or buffer.shape[0] != size:
+                buffer = torch.empty(
+                    (size, *X.shape[1:]), dtype=torch.float32, device=device
+                )
+            buffer[:m].copy_(_chunk_source(X, start, stop))
+            if m < size:
+                buffer[m:].zero_()
             with ctx():
-                xb = to_tensor(X[start:stop], device, dtype)
-                m = xb.shape[0]
-                if pad and m < size:
-                    filler = xb.new_zeros((size - m,) + tuple(xb.shape[1:]))
-                    xb = torch.cat([xb, filler], dim=0)
-                out = fn(xb)[:m].detach().to("cpu", torch.float64).numpy()
-                if result is None:
-                    result = np.empty((n,) + out.shape[1:], dtype=np.float64)
-                result[start:stop] = out
-                del xb, out
+                out = fn(buffer)
+            single = not isinstance(out, tuple | list)
+            outs = [o[:m].detach() for o in ([out] if single else out)]
+            del out
+            if reduce == "sum":
+                outs = [o.sum(dim=0) for o in outs]
+            elif not as_numpy:
+                outs = [o.clone() for o in outs]  # fn may return views of buffer
+            if as_numpy:
+                outs = [o.to("cpu", torch.float64).numpy() for o in outs]
+            if results is None:
+                if as_numpy and reduce is None:
+                    results = [np.empty((n, *o.shape[1:])) for o in outs]
+                else:
+                    results = [[] for _ in outs]
+            for r, o in zip(results, outs):
+                if isinstance(r, np.ndarray):
+                    r[start:stop] = o
+                else:
+                    r.append(o)
+            del outs
         except _OOM_ERRORS:
             if size == 1:
                 raise
+            buffer = None
             size = max(1, size // 2)
             logger.warning(
                 "Out of device memory while scoring; retrying with chunks of %d rows.",
@@ -563,6 +619,14 @@ def predict_in_chunks(
                 torch.cuda.empty_cache()
             continue
         start = stop
-    if result is None:
-        return np.empty((0,), dtype=np.float64)
-    return result
+    if results is None:
+        if as_numpy:
+            return np.empty((0,), dtype=np.float64)
+        return torch.empty((0,), dtype=torch.float32, device=device)
+    if reduce == "sum":
+        merged = [sum(r[1:], r[0]) for r in results]
+    elif as_numpy:
+        merged = results
+    else:
+        merged = [torch.cat(r) if len(r) > 1 else r[0] for r in results]
+    return merged[0] if single else tuple(merged)

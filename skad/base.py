@@ -18,8 +18,10 @@ implements only three hooks:
     store the training record.
 ``_score(X)``
     Anomaly score (higher = more anomalous) of one chunk ``X`` as a 1-D
-    tensor. ``X`` has the dtype of the fitted modules: float64 on the CPU,
-    float32 on an accelerator, so create any tensor with ``dtype=X.dtype``.
+    tensor. ``X`` is a float32 tensor on ``device_`` of a fixed number of rows
+    (``_score_chunk_size``; the last chunk is zero-padded), and the modules
+    stay in float32 in eval mode, so a row's score never depends on the other
+    rows of the chunk. Rows must be scored independently.
 """
 
 from __future__ import annotations
@@ -218,6 +220,9 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     #: Set True in subclasses whose ``_score`` takes gradients (SLA2P).
     _score_needs_grad = False
 
+    #: Rows per scoring forward pass: every chunk has exactly this shape.
+    _score_chunk_size = _engine.SCORE_CHUNK_SIZE
+
     # -------------------------------------------------------------- tags
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -352,7 +357,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         )
         self._fit_networks(X_t, labels_t, rng)
         del X_t
-        self._to_scoring_dtype()
+        self._eval_modules()
 
         scores = self._score_samples(X)
         if not np.all(np.isfinite(scores)):
@@ -366,17 +371,20 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         return self
 
-    def _to_scoring_dtype(self) -> None:
-        dtype = _engine.scoring_dtype(self.device_)
-        for name, value in list(vars(self).items()):
-            if name.endswith("_") and _has_tensors(value):
+    def _eval_modules(self) -> None:
+        """Put every fitted module in eval mode (modules stay float32)."""
+        for name, value in vars(self).items():
+            if name.endswith("_") and not name.startswith("__"):
+                _map_tensors(
+                    value, lambda t: t.eval() if isinstance(t, torch.nn.Module) else t
+                )
 
-                def conv(t, dtype=dtype):
-                    if isinstance(t, torch.nn.Module):
-                        return t.to(dtype=dtype).eval()
-                    return t.to(dtype=dtype) if t.is_floating_point() else t
-
-                setattr(self, name, _map_tensors(value, conv))
+    def _map_chunks(self, fn, X, **kwargs):
+        """:func:`skad._engine.predict_in_chunks` on this detector's device,
+        with its fixed chunk shape."""
+        return _engine.predict_in_chunks(
+            fn, X, self.device_, chunk_size=self._score_chunk_size, **kwargs
+        )
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -399,14 +407,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     # -------------------------------------------------------------- scoring
     def _score_samples(self, X) -> np.ndarray:
         """Scores (higher = more normal) of validated X, without checks."""
-        scores = _engine.predict_in_chunks(
-            self._score,
-            X,
-            self.device_,
-            _engine.scoring_dtype(self.device_),
-            grad=self._score_needs_grad,
-        )
-        return -scores
+        return -self._map_chunks(self._score, X, grad=self._score_needs_grad)
 
     def score_samples(self, X):
         """Opposite of the anomaly score of each row.
@@ -487,7 +488,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
             for k, v in list(vars(self).items()):
                 if _has_tensors(v):
                     setattr(self, k, _map_tensors(v, lambda t: t.to(device)))
-            self._to_scoring_dtype()
+            self._eval_modules()
 
 
 class BaseSemiSupervisedDetector(BaseDeepDetector):

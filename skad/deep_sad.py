@@ -204,7 +204,7 @@ class DeepSAD(BaseSemiSupervisedDetector):
             labels = torch.zeros(X.shape[0], dtype=torch.int64, device=X.device)
         self.n_labeled_anomalies_ = int((labels == -1).sum())
         # the centre comes from the rows not known to be anomalous
-        _init_center(net, X[labels != -1])
+        _init_center(net, X[labels != -1], self._map_chunks)
         train_idx, val_idx = self._split_validation(X.shape[0], rng)
         X_train, lab_train = X[train_idx], labels[train_idx]
         optimizer = _engine.make_optimizer(

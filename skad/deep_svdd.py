@@ -45,16 +45,15 @@ class _SVDDNet(nn.Module):
 
 
 @torch.no_grad()
-def _init_center(net: _SVDDNet, X: torch.Tensor, eps: float = 0.1) -> None:
+def _init_center(
+    net: _SVDDNet, X: torch.Tensor, map_chunks, eps: float = 0.1
+) -> None:
     """Set ``c`` to the mean initial embedding; coordinates within ``eps`` of
     zero are pushed to +/-``eps`` (Ruff et al.: a zero coordinate could be
-    matched trivially by zero weights)."""
+    matched trivially by zero weights). ``map_chunks`` is the detector's
+    chunked forward pass (:meth:`BaseDeepDetector._map_chunks`)."""
     net.eval()
-    total = None
-    for start in range(0, X.shape[0], _engine.SCORE_CHUNK_SIZE):
-        z = net(X[start : start + _engine.SCORE_CHUNK_SIZE]).sum(dim=0)
-        total = z if total is None else total + z
-    c = total / X.shape[0]
+    c = map_chunks(net, X, reduce="sum", as_numpy=False) / X.shape[0]
     c[(c.abs() < eps) & (c < 0)] = -eps
     c[(c.abs() < eps) & (c >= 0)] = eps
     net.center.copy_(c)
@@ -201,7 +200,7 @@ class DeepSVDD(BaseDeepDetector):
 
     def _fit_networks(self, X, labels, rng):
         net = self.network_
-        _init_center(net, X)
+        _init_center(net, X, self._map_chunks)
         train_idx, val_idx = self._split_validation(X.shape[0], rng)
         X_train = X[train_idx]
         optimizer = _engine.make_optimizer(

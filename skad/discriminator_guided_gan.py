@@ -720,14 +720,8 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
                 type(self).__name__,
                 self.generator_variance_,
             )
-        with torch.no_grad():
-            feats = torch.cat(
-                [
-                    self._terms(Xs[s : s + _engine.SCORE_CHUNK_SIZE], True)[1]
-                    for s in range(0, Xs.shape[0], _engine.SCORE_CHUNK_SIZE)
-                ]
-            )
-        self.feature_scale_ = float(max(feats.median().item(), 1e-12))
+        feats = self._map_chunks(lambda xb: self._terms(xb, True)[1], Xs)
+        self.feature_scale_ = float(max(torch.from_numpy(feats).median().item(), 1e-12))
 
     # ------------------------------------------------------------ scoring
     def _terms(self, X, standardised=False):

@@ -552,12 +552,9 @@ class ESAD(BaseSemiSupervisedDetector):
         """Medians of the two score terms over the rows not labelled -1."""
         self.reconstruction_scale_ = self.norm_scale_ = 1.0
         self.reconstruction_spread_ = self.norm_spread_ = 1.0
-        rec, norm = [], []
-        for start in range(0, X.shape[0], _engine.SCORE_CHUNK_SIZE):
-            r, n = self._score_terms(X[start : start + _engine.SCORE_CHUNK_SIZE])
-            rec.append(r.cpu().double())
-            norm.append(n.cpu().double())
-        rec, norm = torch.cat(rec), torch.cat(norm)
+        rec, norm = (
+            torch.from_numpy(t) for t in self._map_chunks(self._score_terms, X)
+        )
         self.reconstruction_scale_ = max(float(rec.median()), 1e-12)
         self.norm_scale_ = max(float(norm.median()), 1e-12)
         q = torch.tensor([0.25, 0.75], dtype=torch.float64)

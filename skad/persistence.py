@@ -420,8 +420,11 @@ def _load_module_state(module, ref: _ModuleRef, tensors, where, path):
                         f"{path}: {where}.{name} has shape {tuple(t.shape)} in the "
                         f"file but {tuple(p.shape)} in the rebuilt network."
                     )
-                p.data = t.to(p.device)
+                p.data = t.to(p.device, p.dtype)
             elif leaf in owner._buffers:
+                old = owner._buffers[leaf]
+                if old is not None and old.is_floating_point():
+                    t = t.to(old.dtype) if t.is_floating_point() else t
                 owner._buffers[leaf] = t
             else:
                 raise ValueError(
@@ -584,5 +587,5 @@ def load(path):
         for k, v in list(vars(est).items()):
             if _has_tensors(v):
                 setattr(est, k, _map_tensors(v, lambda t: t.to(device)))
-        est._to_scoring_dtype()
+        est._eval_modules()
     return est

@@ -674,10 +674,5 @@ class ReverseDistillation(BaseDeepDetector):
                 "convolutional teacher module."
             )
         X = self._validate_input(X, reset=False)
-        maps = _engine.predict_in_chunks(
-            lambda xb: self._maps(xb).flatten(1),
-            X,
-            self.device_,
-            _engine.scoring_dtype(self.device_),
-        )
+        maps = self._map_chunks(lambda xb: self._maps(xb).flatten(1), X)
         return maps.reshape(X.shape[0], *X.shape[-2:])

@@ -114,18 +114,18 @@ def test_trained_on_gpu_loads_on_cpu(estimator, tmp_path):
     np.testing.assert_array_equal(loaded.score_samples(X_new), est.score_samples(X_new))
 
 
-def test_float32_weights_load_in_scoring_dtype(tmp_path):
-    """Weights saved from an accelerator are float32; on the CPU they score
-    in float64 after loading."""
+def test_float64_weights_load_as_float32(tmp_path):
+    """Modules always score in float32; weights stored in float64 (files
+    written by skad 0.1 on a CPU) are converted on loading."""
     X, X_new = _data()
     est = skad.DeepSVDD(max_iter=2, device="cpu", random_state=0).fit(X)
-    est32 = clone(est).fit(X)
-    est32.network_.to(torch.float32)
-    skad.save(est32, tmp_path / "m.skad")
+    est64 = clone(est).fit(X)
+    est64.network_.to(torch.float64)
+    skad.save(est64, tmp_path / "m.skad")
     loaded = skad.load(tmp_path / "m.skad")
-    assert next(loaded.network_.parameters()).dtype == torch.float64
-    np.testing.assert_allclose(
-        loaded.score_samples(X_new), est.score_samples(X_new), rtol=1e-5
+    assert next(loaded.network_.parameters()).dtype == torch.float32
+    np.testing.assert_array_equal(
+        loaded.score_samples(X_new), est.score_samples(X_new)
     )
 
 

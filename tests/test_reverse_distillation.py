@@ -8,8 +8,9 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from skad import ReverseDistillation
-from skad._nn import reset_parameters
 from skad.metrics import roc_auc
+from tests._helpers import ConvTeacher as _ConvTeacher
+from tests._helpers import seeded as _seeded
 from tests.conftest import make_planted
 
 FAST = dict(max_iter=5, pretrain_epochs=3, min_updates=0, device="cpu", random_state=0)
@@ -26,27 +27,6 @@ class _VectorTeacher(nn.Module):
     def forward(self, x):
         h = torch.tanh(self.a(x))
         return [h, torch.tanh(self.b(h))]
-
-
-class _ConvTeacher(nn.Module):
-    """Small convolutional teacher for 8x8 images: 8x8, 4x4 and 2x2 maps."""
-
-    def __init__(self):
-        super().__init__()
-        self.c1 = nn.Conv2d(1, 8, 3, padding=1)
-        self.c2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
-        self.c3 = nn.Conv2d(16, 32, 3, stride=2, padding=1)
-
-    def forward(self, x):
-        f1 = torch.relu(self.c1(x))
-        f2 = torch.relu(self.c2(f1))
-        return [f1, f2, torch.relu(self.c3(f2))]
-
-
-def _seeded(module, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    reset_parameters(module, gen)
-    return module
 
 
 def _state(module):

@@ -125,7 +125,8 @@ def test_memory_bound_for_large_k(monkeypatch, planted_data):
         assert det not in sla2p_module._PROJECTION_CACHE
         # the same model scored through the cache of all projections
         monkeypatch.setattr(sla2p_module, "_PROJECTION_BUDGET", 2**24)
-        np.testing.assert_allclose(det.score_samples(X), streamed, atol=1e-9)
+        # blockwise and whole-matrix float32 products round differently
+        np.testing.assert_allclose(det.score_samples(X), streamed, rtol=1e-6)
 
 
 def test_large_k_full_tensor_never_allocated(monkeypatch):

@@ -584,26 +584,23 @@ class AnoMem(BaseSemiSupervisedDetector):
             p.requires_grad_(False)
 
         # ---- stage 2: statistics, health, detector
-        chunks = range(0, X_norm.shape[0], _engine.SCORE_CHUNK_SIZE)
-        with torch.no_grad():
-            usage, map_sum = None, None
-            for start in chunks:
-                xc = X_norm[start : start + _engine.SCORE_CHUNK_SIZE]
-                _, _, attn = net(xc)
-                sums = [a.sum(dim=(0, 1)) for a in attn]
-                usage = sums if usage is None else [u + s for u, s in zip(usage, sums)]
-                if self.standardize_maps:
-                    m = torch.cat(net.deviation_maps(xc), dim=1).sum(dim=0)
-                    map_sum = m if map_sum is None else map_sum + m
+        n_scales = len(net.memories)
+
+        def usage_and_maps(xc):
+            _, _, attn = net(xc)
+            out = [a.sum(dim=1) for a in attn]
             if self.standardize_maps:
-                scale = map_sum / X_norm.shape[0]
+                out.append(torch.cat(net.deviation_maps(xc), dim=1))
+            return tuple(out)
+
+        sums = self._map_chunks(usage_and_maps, X_norm, reduce="sum", as_numpy=False)
+        usage = list(sums[:n_scales])
+        with torch.no_grad():
+            if self.standardize_maps:
+                scale = sums[n_scales] / X_norm.shape[0]
                 net.map_scale.copy_(torch.where(scale > _EPS, scale, _EPS))
-            devs = torch.cat(
-                [
-                    net.scale_deviations(X_norm[s : s + _engine.SCORE_CHUNK_SIZE])
-                    for s in chunks
-                ]
-            )
+        devs = self._map_chunks(net.scale_deviations, X_norm, as_numpy=False)
+        with torch.no_grad():
             mean = devs.mean(dim=0)
             sd = devs.std(dim=0) if devs.shape[0] > 1 else torch.ones_like(mean)
             sd = torch.where(sd > _EPS, sd, torch.full_like(sd, _EPS))
@@ -625,13 +622,10 @@ class AnoMem(BaseSemiSupervisedDetector):
 
     def _fit_detector(self, X, is_anom, rng):
         net, head = self.network_, self.detector_
+        maps = self._map_chunks(
+            lambda xc: self._head_input(net.deviation_maps(xc)), X, as_numpy=False
+        )
         with torch.no_grad():
-            maps = torch.cat(
-                [
-                    self._head_input(net.deviation_maps(X[s : s + 4096]))
-                    for s in range(0, X.shape[0], 4096)
-                ]
-            )
             ref = maps[~is_anom]
             head.in_mean.copy_(ref.mean(dim=0))
             sd = ref.std(dim=0) if ref.shape[0] > 1 else torch.ones_like(ref[0])
