@@ -3,21 +3,35 @@
 Every detector is trained with PyTorch (GPU when there is one, CPU otherwise)
 and behaves like :class:`sklearn.ensemble.IsolationForest`: ``fit`` /
 ``score_samples`` / ``decision_function`` / ``predict``.
+
+Public names are loaded on first use (PEP 562), the way scikit-learn loads
+its submodules: ``import skad`` stays cheap, ``skad.DeepSVDD`` or
+``from skad import DeepSVDD`` imports the detector, and ``skad.metrics`` /
+``skad.datasets`` / ``skad.utils`` / ``skad.benchmark`` work as attributes
+after a plain ``import skad``.
 """
 
-__version__ = "0.1.0"
+import importlib
 
-from skad import datasets as datasets
-from skad._engine import TrainingDivergedError
-from skad.anomem import AnoMem
-from skad.deep_sad import DeepSAD
-from skad.deep_svdd import DeepSVDD
-from skad.discriminator_guided_gan import DiscriminatorGuidedGAN
-from skad.esad import ESAD
-from skad.persistence import load, save
-from skad.reverse_distillation import ReverseDistillation
-from skad.sla2p import SLA2P
-from skad.utils.discovery import all_estimators
+from skad._version import __version__
+
+#: Public name -> module that defines it.
+_LAZY = {
+    "AnoMem": "skad.anomem",
+    "DeepSAD": "skad.deep_sad",
+    "DeepSVDD": "skad.deep_svdd",
+    "DiscriminatorGuidedGAN": "skad.discriminator_guided_gan",
+    "ESAD": "skad.esad",
+    "ReverseDistillation": "skad.reverse_distillation",
+    "SLA2P": "skad.sla2p",
+    "TrainingDivergedError": "skad._engine",
+    "all_estimators": "skad.utils.discovery",
+    "load": "skad.persistence",
+    "save": "skad.persistence",
+}
+
+#: Submodules reachable as attributes of ``skad``.
+_SUBMODULES = ("benchmark", "datasets", "metrics", "persistence", "utils")
 
 __all__ = [
     "AnoMem",
@@ -33,3 +47,18 @@ __all__ = [
     "save",
     "__version__",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"skad.{name}")
+    else:
+        raise AttributeError(f"module 'skad' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))

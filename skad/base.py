@@ -39,14 +39,9 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skad import _engine, _nn
+from skad._version import __version__
 
 __all__ = ["BaseDeepDetector", "BaseSemiSupervisedDetector"]
-
-
-def _skad_version() -> str:
-    from skad import __version__
-
-    return __version__
 
 
 def _map_tensors(obj, fn):
@@ -468,15 +463,15 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
                 state[k] = _map_tensors(v, lambda t: copy.deepcopy(t).to("cpu"))
         if "device_" in state:
             state["device_"] = str(state["device_"])
-        state["_skad_version"] = _skad_version()
+        state["_skad_version"] = __version__
         return state
 
     def __setstate__(self, state):
         version = state.pop("_skad_version", None)
-        if version is not None and version != _skad_version():
+        if version is not None and version != __version__:
             warnings.warn(
                 f"Trying to unpickle {type(self).__name__} from skad {version} "
-                f"when using skad {_skad_version()}; this might lead to breaking "
+                f"when using skad {__version__}; this might lead to breaking "
                 "code or invalid results. Use at your own risk.",
                 UserWarning,
                 stacklevel=2,

@@ -41,6 +41,8 @@ import torch
 from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 
+from skad._version import __version__
+
 __all__ = ["save", "load", "InconsistentVersionWarning"]
 
 #: Version of the file layout written by :func:`save`.
@@ -234,7 +236,6 @@ def save(estimator, path) -> None:
     >>> bool(np.array_equal(loaded.score_samples(X), det.score_samples(X)))
     True
     """
-    from skad import __version__
 
     cls = type(estimator)
     class_path = f"{cls.__module__}.{cls.__qualname__}"
@@ -512,7 +513,7 @@ def load(path):
     >>> skad.load(path).predict(X[:3])
     array([1, 1, 1])
     """
-    from skad import __version__, _engine
+    from skad import _engine
 
     meta, blob = _read(path)
     fmt = meta.get("format_version")
