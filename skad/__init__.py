@@ -24,14 +24,14 @@ _LAZY = {
     "ESAD": "skad.esad",
     "ReverseDistillation": "skad.reverse_distillation",
     "SLA2P": "skad.sla2p",
-    "TrainingDivergedError": "skad._engine",
+    "TrainingDivergedError": "skad.exceptions",
     "all_estimators": "skad.utils.discovery",
     "load": "skad.persistence",
     "save": "skad.persistence",
 }
 
 #: Submodules reachable as attributes of ``skad``.
-_SUBMODULES = ("benchmark", "datasets", "metrics", "persistence", "utils")
+_SUBMODULES = ("benchmark", "datasets", "exceptions", "metrics", "persistence", "utils")
 
 __all__ = [
     "AnoMem",

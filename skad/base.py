@@ -2,167 +2,80 @@
 
 Every skad detector subclasses :class:`BaseDeepDetector` (or
 :class:`BaseSemiSupervisedDetector` when it learns from a few labels) and
-implements only three hooks:
+implements three hooks:
 
 ``_build_networks(rng)``
     Create the torch modules as fitted attributes (names ending in ``_``) from
-    the parameters and ``n_features_in_``. Runs on the CPU; the base then
-    re-initialises all parameters from the local generator and moves the
-    modules to the device. ``skad.load`` calls it too, to rebuild a model
-    before loading its weights, so it may only depend on parameters and on
-    fitted attributes that are plain numbers, strings or arrays.
+    the parameters and the plain fitted attributes set so far
+    (``n_features_in_``, ``input_mode_``, ``input_shape_``). Runs on the CPU;
+    the base then re-initialises every parameter from the local generator and
+    moves the modules to the device. ``skad.load`` calls it too, to rebuild a
+    model before loading its weights, so it may only depend on parameters and
+    on fitted attributes that are plain numbers, strings or arrays.
 ``_fit_networks(X, labels, rng)``
     Train them: ``X`` is the float32 training tensor on ``device_``,
-    ``labels`` an int64 tensor in {+1, 0, -1} or None. Use
-    :func:`skad._engine.train_epochs` for the loop and :meth:`_record` to
-    store the training record.
+    ``labels`` an int64 tensor in {+1, 0, -1} or None, ``rng`` the local
+    :class:`~skad._engine.RandomState`. Training is described as phases
+    (:meth:`_phase`) run by :meth:`_fit_phases`, with optimisers from
+    :meth:`_optimizer`; statistics over the training rows go through
+    :meth:`_map_chunks`. Detectors never import the engine.
 ``_score(X)``
     Anomaly score (higher = more anomalous) of one chunk ``X`` as a 1-D
     tensor. ``X`` is a float32 tensor on ``device_`` of a fixed number of rows
     (``_score_chunk_size``; the last chunk is zero-padded), and the modules
     stay in float32 in eval mode, so a row's score never depends on the other
     rows of the chunk. Rows must be scored independently.
+
+Shared parameters are documented once (:mod:`skad._docstrings`): a class
+docstring names them by placeholder and they are filled in when the class
+is defined.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
+import math
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
-from sklearn.utils._param_validation import Interval
+from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skad import _engine, _nn
+from skad._device import has_tensors, map_location, map_tensors, resolve_device
+from skad._docstrings import fill_shared_docs
+from skad._validation import (
+    Interval,
+    StrOptions,
+    _fit_context,
+    check_input_array,
+    explain_non_numeric,
+    validate_labels,
+)
 from skad._version import __version__
+from skad.exceptions import TrainingDivergedError
 
 __all__ = ["BaseDeepDetector", "BaseSemiSupervisedDetector"]
 
-
-def _map_tensors(obj, fn):
-    """Apply ``fn`` to every module / tensor inside ``obj`` (recursively)."""
-    if isinstance(obj, torch.nn.Module | torch.Tensor):
-        return fn(obj)
-    if isinstance(obj, dict):
-        return {k: _map_tensors(v, fn) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_map_tensors(v, fn) for v in obj)
-    return obj
+#: Largest magnitude float32 can hold: skad trains and scores in float32.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Training data beyond this magnitude gets a scale hint when training diverges.
+_LARGE_SCALE = 1e4
 
 
-def _has_tensors(obj) -> bool:
-    if isinstance(obj, torch.nn.Module | torch.Tensor):
-        return True
-    if isinstance(obj, dict):
-        return any(_has_tensors(v) for v in obj.values())
-    if isinstance(obj, list | tuple):
-        return any(_has_tensors(v) for v in obj)
-    return False
-
-
-_NON_NUMERIC_HINT = (
-    "skad detectors need numeric features: encode categorical or text columns "
-    "first (for example with sklearn.preprocessing.OneHotEncoder or an "
-    "embedding model)."
-)
-
-
-def _check_not_strings(X) -> None:
-    """Reject string arrays with a clear message, before any conversion.
-
-    Without this, scikit-learn would silently parse arrays of numeric strings.
-    """
-    kind = getattr(getattr(X, "dtype", None), "kind", None)
-    if kind in ("U", "S"):
-        raise ValueError(f"X has the string dtype {X.dtype}; {_NON_NUMERIC_HINT}")
-    dtypes = getattr(X, "dtypes", None)
-    if dtypes is not None and hasattr(X, "columns") and hasattr(dtypes, "items"):
-        # pandas DataFrame: name the non-numeric columns (string columns of
-        # numbers would otherwise be parsed silently)
-        bad = [
-            f"{col!r} ({dt})"
-            for col, dt in dtypes.items()
-            if getattr(dt, "kind", "O") not in "biuf"
-        ]
-        if bad:
-            raise ValueError(
-                f"X has non-numeric columns: {', '.join(bad[:10])}"
-                f"{' ...' if len(bad) > 10 else ''}; {_NON_NUMERIC_HINT}"
-            )
-
-
-def _check_not_3d(X) -> None:
-    """Reject 3-D arrays clearly: rows are 2-D, images (in image modes) 4-D."""
-    shape = getattr(X, "shape", None)
-    if getattr(X, "ndim", None) == 3 and shape is not None:
-        raise ValueError(
-            f"X has 3 dimensions (shape {tuple(shape)}); skad detectors take 2-D "
-            "arrays (n_samples, n_features), or 4-D images (n_samples, C, H, W) "
-            "in detectors with an image mode. Reshape with X.reshape(len(X), -1) "
-            "to use flattened features."
-        )
-
-
-@contextlib.contextmanager
-def _explain_non_numeric():
-    """Re-raise numpy's string-to-float failure with skad's hint."""
-    try:
-        yield
-    except ValueError as exc:
-        if "could not convert string to float" in str(exc):
-            raise ValueError(
-                f"X contains non-numeric values ({exc}); {_NON_NUMERIC_HINT}"
-            ) from exc
-        raise
-
-
-def validate_labels(labels, n_samples: int) -> np.ndarray | None:
-    """Check semi-supervised ``labels``: +1 normal, 0 unlabelled, -1 anomaly.
-
-    Returns an int64 array, or None for ``labels=None`` (all unlabelled).
-
-    Raises
-    ------
-    ValueError
-        On a wrong length or shape, values outside {+1, 0, -1}, non-finite or
-        non-integer values, or when every row is labelled anomalous.
-    """
-    if labels is None:
-        return None
-    arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got an array of shape {arr.shape}.")
-    if arr.shape[0] != n_samples:
-        raise ValueError(
-            f"labels has {arr.shape[0]} entries but X has {n_samples} rows; "
-            "give one label per row (+1 normal, 0 unlabelled, -1 anomaly)."
-        )
-    if arr.dtype.kind not in "iufb":
-        raise ValueError(
-            f"labels must be numeric in {{+1, 0, -1}}, got dtype {arr.dtype}."
-        )
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-        raise ValueError("labels contain NaN or infinite values.")
-    bad = ~np.isin(arr, (-1, 0, 1))
-    if bad.any():
-        values = np.unique(arr[bad])[:5]
-        raise ValueError(
-            f"labels must be +1 (labelled normal), 0 (unlabelled) or -1 (labelled "
-            f"anomaly); found {values.tolist()}. ADBench-style {{0, 1}} truth "
-            "converts with skad.utils.semi_supervised_labels."
-        )
-    arr = arr.astype(np.int64)
-    if n_samples and np.all(arr == -1):
-        raise ValueError(
-            "labels mark every row as an anomaly; at least one row must "
-            "be normal or unlabelled."
-        )
-    return arr
+def _ndim(X) -> int:
+    """Number of dimensions of an array-like, without converting it."""
+    ndim = getattr(X, "ndim", None)
+    if isinstance(ndim, int):
+        return ndim
+    depth = 0
+    while isinstance(X, list | tuple) and len(X) > 0:
+        depth, X = depth + 1, X[0]
+    inner = getattr(X, "ndim", 0)
+    return depth + (inner if isinstance(inner, int) else 0) if depth else 2
 
 
 class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
@@ -183,7 +96,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
 
     _parameter_constraints: dict = {
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -199,6 +112,23 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     #: Whether ``fit`` accepts ``labels`` (set by BaseSemiSupervisedDetector).
     _supports_labels = False
 
+    #: Whether 4-D input (n, C, H, W) selects an image mode.
+    _supports_images = False
+
+    #: ``max_iter="auto"``: epochs that give at least this many mini-batch
+    #: updates, bounded by ``(min_epochs, max_epochs)`` (None: unbounded).
+    _auto_updates: tuple[int, int, int | None] = (1000, 10, 500)
+
+    #: Set True in subclasses whose ``_score`` takes gradients.
+    _score_needs_grad = False
+
+    #: Rows per scoring forward pass: every chunk has exactly this shape.
+    _score_chunk_size = _engine.SCORE_CHUNK_SIZE
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        fill_shared_docs(cls)
+
     # ------------------------------------------------------------------ hooks
     @abstractmethod
     def _build_networks(self, rng: _engine.RandomState) -> None:
@@ -212,11 +142,14 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     def _score(self, X: torch.Tensor) -> torch.Tensor:
         """Anomaly score (higher = more anomalous) of one chunk."""
 
-    #: Set True in subclasses whose ``_score`` takes gradients (SLA2P).
-    _score_needs_grad = False
+    def _check_image_mode(self) -> None:
+        """Raise a ValueError when image mode is not possible with these
+        parameters (called at ``fit`` on 4-D input)."""
 
-    #: Rows per scoring forward pass: every chunk has exactly this shape.
-    _score_chunk_size = _engine.SCORE_CHUNK_SIZE
+    def _check_params(self) -> None:
+        """Cross-parameter checks that the constraints cannot express; runs at
+        ``fit`` after the parameter validation, before any network is built.
+        Raise ``ValueError`` with the fix in the message."""
 
     # -------------------------------------------------------------- tags
     def __sklearn_tags__(self):
@@ -230,7 +163,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         """Fitted once ``fit`` has completed (it sets ``offset_`` last)."""
         return hasattr(self, "offset_")
 
-    # -------------------------------------------------------------- helpers
+    # ------------------------------------------------- services for methods
     def _fitted_modules(self) -> dict[str, torch.nn.Module]:
         """Fitted attributes that are torch modules, by name."""
         return {
@@ -241,10 +174,72 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
             and isinstance(v, torch.nn.Module)
         }
 
-    def _record(
-        self, history: _engine.History, *, early_stopping: bool | None = None
-    ) -> None:
-        """Store an engine history as MLP-style fitted attributes.
+    def _optimizer(
+        self, params, *, learning_rate=None, weight_decay=None, kind="adam", **kwargs
+    ) -> torch.optim.Optimizer:
+        """An optimiser with this detector's ``learning_rate_init`` and
+        ``weight_decay`` unless given."""
+        return _engine.make_optimizer(
+            params,
+            self.learning_rate_init if learning_rate is None else learning_rate,
+            self.weight_decay if weight_decay is None else weight_decay,
+            kind=kind,
+            **kwargs,
+        )
+
+    def _phase(
+        self,
+        step,
+        *,
+        n_samples: int,
+        modules,
+        optimizers=(),
+        name: str | None = None,
+        max_iter: int | None = None,
+        batch_size: int | None = None,
+        n_iter_no_change="default",
+        tol: float | None = None,
+        **kwargs,
+    ) -> _engine.Phase:
+        """A training :class:`~skad._engine.Phase` with this detector's
+        settings (``max_iter`` resolved, ``batch_size``, ``n_iter_no_change``,
+        ``tol``, ``learning_rate_init``) unless given; see
+        :class:`~skad._engine.Phase` for the other arguments."""
+        batch_size = self.batch_size if batch_size is None else batch_size
+        if max_iter is None:
+            max_iter = self._epochs(n_samples, batch_size=batch_size)
+        return _engine.Phase(
+            name=name or type(self).__name__,
+            step=step,
+            n_samples=n_samples,
+            modules=list(modules),
+            optimizers=list(optimizers),
+            max_iter=int(max_iter),
+            batch_size=batch_size,
+            n_iter_no_change=(
+                self.n_iter_no_change
+                if n_iter_no_change == "default"
+                else n_iter_no_change
+            ),
+            tol=self.tol if tol is None else tol,
+            learning_rate=kwargs.pop("learning_rate", self.learning_rate_init),
+            **kwargs,
+        )
+
+    def _fit_phases(self, *phases, rng) -> dict[str, _engine.History]:
+        """Run the training phases in order and store the ``"main"`` record
+        as MLP-style fitted attributes (:meth:`_record`); returns every
+        record by name."""
+        with _nn.dropout_generator(rng.device):
+            records = _engine.run_phases(
+                phases, rng=rng, device=self.device_, verbose=self.verbose
+            )
+        if "main" in records:
+            self._record(records["main"])
+        return records
+
+    def _record(self, history: _engine.History) -> None:
+        """Store a training record as MLP-style fitted attributes.
 
         Sets ``loss_curve_``, ``n_iter_``, ``best_loss_`` and, when early
         stopping was on, ``validation_scores_`` (validation loss per epoch).
@@ -252,47 +247,32 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         self.loss_curve_ = list(history.loss_curve)
         self.n_iter_ = int(history.n_iter)
         self.best_loss_ = float(history.best_loss)
-        es = self.early_stopping if early_stopping is None else early_stopping
-        if es and history.validation_scores is not None:
+        if self.early_stopping and history.validation_scores is not None:
             self.validation_scores_ = list(history.validation_scores)
         elif hasattr(self, "validation_scores_"):
             del self.validation_scores_
 
-    def _train(
-        self,
-        step,
-        *,
-        n_samples,
-        modules,
-        optimizer,
-        rng,
-        validation_loss=None,
-        desc=None,
-        max_iter=None,
-        **kwargs,
-    ) -> _engine.History:
-        """:func:`skad._engine.train_epochs` with this estimator's settings."""
-        with _nn.dropout_generator(rng.device):
-            return _engine.train_epochs(
-                step,
-                n_samples=n_samples,
-                modules=modules,
-                optimizer=optimizer,
-                max_iter=self.max_iter if max_iter is None else max_iter,
-                batch_size=self.batch_size,
-                rng=rng,
-                device=self.device_,
-                validation_loss=validation_loss,
-                n_iter_no_change=self.n_iter_no_change,
-                tol=self.tol,
-                verbose=self.verbose,
-                desc=desc or type(self).__name__,
-                learning_rate=self.learning_rate_init,
-                **kwargs,
-            )
+    def _epochs(
+        self, n_samples: int, max_iter=None, *, batch_size=None, auto=None
+    ) -> int:
+        """Epochs to run: ``max_iter`` (default: the parameter) as given, or,
+        for ``"auto"``, the fewest epochs that give ``updates`` mini-batch
+        updates, within ``[min_epochs, max_epochs]``, where ``auto`` (default:
+        the class's ``_auto_updates``) is ``(updates, min_epochs,
+        max_epochs)``. One rule for every detector and phase."""
+        max_iter = self.max_iter if max_iter is None else max_iter
+        if max_iter != "auto":
+            return int(max_iter)
+        target, low, high = self._auto_updates if auto is None else auto
+        batch_size = self.batch_size if batch_size is None else batch_size
+        per_epoch = max(1, math.ceil(n_samples / max(1, min(batch_size, n_samples))))
+        epochs = max(low, math.ceil(target / per_epoch))
+        return epochs if high is None else min(epochs, high)
 
     def _n_epochs(self, n_samples: int, epochs: int, min_updates: int) -> int:
-        """``epochs``, raised until at least ``min_updates`` updates run."""
+        """``epochs``, raised until at least ``min_updates`` updates run.
+
+        Transitional: replaced by ``max_iter="auto"`` (:meth:`_epochs`)."""
         per_epoch = max(1, n_samples // max(1, min(self.batch_size, n_samples)))
         return max(epochs, -(-int(min_updates) // per_epoch))
 
@@ -309,37 +289,103 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
             torch.as_tensor(va, device=self.device_),
         )
 
-    # -------------------------------------------------------------- fit
-    def _validate_input(self, X, *, reset: bool):
-        """Validate X for ``fit`` (``reset=True``) or scoring.
-
-        The default accepts 2-D numeric arrays (tabular rows, embeddings,
-        flattened image features). Detectors with an image mode override it
-        to also accept (n, C, H, W) arrays, e.g. with ``allow_nd=True``.
-        """
-        return validate_data(
-            self,
-            X,
-            reset=reset,
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=2 if reset else 1,
-            ensure_all_finite=True,
+    def _map_chunks(self, fn, X, **kwargs):
+        """:func:`skad._engine.predict_in_chunks` on this detector's device,
+        with its fixed chunk shape."""
+        return _engine.predict_in_chunks(
+            fn, X, self.device_, chunk_size=self._score_chunk_size, **kwargs
         )
 
+    def _eval_modules(self) -> None:
+        """Put every fitted module in eval mode (modules stay float32)."""
+        for module in self._fitted_modules().values():
+            module.eval()
+        for name, value in vars(self).items():
+            if name.endswith("_") and isinstance(value, dict | list | tuple):
+                map_tensors(
+                    value, lambda t: t.eval() if isinstance(t, torch.nn.Module) else t
+                )
+
+    # -------------------------------------------------------------- input
+    def _validate_input(self, X, *, reset: bool):
+        """Validate ``X`` for ``fit`` (``reset=True``) or scoring.
+
+        2-D numeric arrays always; 4-D arrays (n, C, H, W) in detectors with
+        an image mode. Sets ``input_mode_`` and ``input_shape_`` at ``fit``
+        and checks them when scoring. Numeric dtypes are kept at scoring time
+        (the scoring path converts chunk by chunk, so float16 or int8 input
+        is never copied whole).
+        """
+        X = check_input_array(X)
+        ndim = _ndim(X)
+        name = type(self).__name__
+        if reset:
+            image = ndim == 4 and self._supports_images
+            if image:
+                self._check_image_mode()
+        else:
+            image = getattr(self, "input_mode_", "vector") == "image"
+            if ndim == 4 and not image:
+                raise ValueError(
+                    f"{name} was fitted on rows of {self.n_features_in_} features "
+                    f"(vector mode); got a 4-D array of images."
+                )
+            if image and ndim != 4:
+                raise ValueError(
+                    f"{name} was fitted on images of shape (n, C, H, W) = "
+                    f"(n, {', '.join(map(str, self.input_shape_))}); got an "
+                    f"array with {ndim} dimension(s)."
+                )
+        dtype = [np.float64, np.float32]
+        kind = getattr(getattr(X, "dtype", None), "kind", None)
+        if not reset and kind in ("b", "i", "u", "f"):
+            dtype = None
+        with explain_non_numeric():
+            X = validate_data(
+                self,
+                X,
+                reset=reset,
+                dtype=dtype,
+                ensure_min_samples=2 if reset else 1,
+                ensure_all_finite=True,
+                allow_nd=image,
+            )
+        if image and X.ndim != 4:
+            raise ValueError(
+                f"{name} expects a 2-D array (n_samples, n_features) or, in image "
+                f"mode, a 4-D array (n_samples, C, H, W); got shape {X.shape}."
+            )
+        if reset:
+            self.input_mode_ = "image" if image else "vector"
+            self.input_shape_ = tuple(int(s) for s in X.shape[1:])
+        elif tuple(X.shape[1:]) != tuple(self.input_shape_):
+            raise ValueError(
+                f"X has samples of shape {tuple(X.shape[1:])}, but {name} was "
+                f"fitted on samples of shape {tuple(self.input_shape_)}."
+            )
+        return X
+
+    # -------------------------------------------------------------- fit
     def _fit(self, X, labels=None):
         # offset_ is set last: until then (or when training fails, e.g.
         # diverges) the estimator counts as unfitted, never as a model that
         # scores NaN with a stale threshold.
         vars(self).pop("offset_", None)
-        _check_not_strings(X)
-        _check_not_3d(X)
-        with _explain_non_numeric():
-            X = self._validate_input(X, reset=True)
+        self._check_params()
+        X = self._validate_input(X, reset=True)
         labels = validate_labels(labels, X.shape[0])
-        self.device_ = _engine.resolve_device(self.device)
+        scale = max(abs(float(X.max())), abs(float(X.min()))) if X.size else 0.0
+        if scale > _FLOAT32_MAX:
+            raise ValueError(
+                f"X has values up to {scale:.3g} in magnitude, beyond what float32 "
+                f"(the precision skad trains and scores in, at most "
+                f"{_FLOAT32_MAX:.3g}) can hold; rescale the features, for example "
+                "with sklearn.preprocessing.StandardScaler."
+            )
+        self.device_ = resolve_device(self.device)
         rng = _engine.make_random_state(self.random_state, self.device_)
 
-        with _engine.preserve_global_rng():
+        with _engine.private_default_generator():
             self._build_networks(rng)
         modules = self._fitted_modules()
         _nn.reset_parameters(modules.values(), rng.cpu)
@@ -350,35 +396,37 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         labels_t = (
             None if labels is None else torch.as_tensor(labels, device=self.device_)
         )
-        self._fit_networks(X_t, labels_t, rng)
+        try:
+            self._fit_networks(X_t, labels_t, rng)
+        except TrainingDivergedError as exc:
+            raise self._scale_hint(exc, scale) from exc
         del X_t
         self._eval_modules()
 
-        scores = self._score_samples(X)
+        scores = self._score_samples(X, finite=False)
         if not np.all(np.isfinite(scores)):
             epoch = getattr(self, "n_iter_", None)
             at = "" if epoch is None else f" at epoch {epoch}"
-            raise _engine.TrainingDivergedError(
-                f"{type(self).__name__} produced non-finite scores on the training "
-                f"data after training{at}; try a lower learning_rate_init or "
-                "standardised features."
+            raise self._scale_hint(
+                TrainingDivergedError(
+                    f"{type(self).__name__} produced non-finite scores on the "
+                    f"training data after training{at}; try a lower "
+                    "learning_rate_init or standardised features."
+                ),
+                scale,
             )
         self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         return self
 
-    def _eval_modules(self) -> None:
-        """Put every fitted module in eval mode (modules stay float32)."""
-        for name, value in vars(self).items():
-            if name.endswith("_") and not name.startswith("__"):
-                _map_tensors(
-                    value, lambda t: t.eval() if isinstance(t, torch.nn.Module) else t
-                )
-
-    def _map_chunks(self, fn, X, **kwargs):
-        """:func:`skad._engine.predict_in_chunks` on this detector's device,
-        with its fixed chunk shape."""
-        return _engine.predict_in_chunks(
-            fn, X, self.device_, chunk_size=self._score_chunk_size, **kwargs
+    @staticmethod
+    def _scale_hint(exc: TrainingDivergedError, scale: float):
+        """The divergence error, naming the data scale when it is large."""
+        if scale <= _LARGE_SCALE:
+            return exc
+        return TrainingDivergedError(
+            f"{exc} The training data reaches {scale:.3g} in magnitude: "
+            "standardise the features (sklearn.preprocessing.StandardScaler) "
+            "before lowering the learning rate."
         )
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -388,7 +436,8 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training rows (tabular rows, embeddings or image features).
+            Training rows (tabular rows, embeddings or image features); 4-D
+            images ``(n_samples, C, H, W)`` in detectors with an image mode.
         y : Ignored
             Not used, present for API consistency by convention.
 
@@ -400,9 +449,18 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         return self._fit(X)
 
     # -------------------------------------------------------------- scoring
-    def _score_samples(self, X) -> np.ndarray:
-        """Scores (higher = more normal) of validated X, without checks."""
-        return -self._map_chunks(self._score, X, grad=self._score_needs_grad)
+    def _score_samples(self, X, *, finite: bool = True) -> np.ndarray:
+        """Scores (higher = more normal) of validated X, without checks.
+
+        With ``finite``, a row whose anomaly score is not finite (features
+        beyond float32's range, or an overflow inside the network) gets the
+        most anomalous finite score: it is flagged as an outlier, never NaN.
+        """
+        anomaly = self._map_chunks(self._score, X, grad=self._score_needs_grad)
+        if finite:
+            big = np.finfo(np.float64).max
+            anomaly = np.nan_to_num(anomaly, nan=big, posinf=big, neginf=-big)
+        return -anomaly
 
     def score_samples(self, X):
         """Opposite of the anomaly score of each row.
@@ -415,13 +473,11 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         -------
         scores : ndarray of shape (n_samples,), dtype float64
             The higher, the more normal. It is the method's anomaly score,
-            negated (scikit-learn's convention).
+            negated (scikit-learn's convention). Always finite: a row the
+            network cannot score in float32 gets the lowest score.
         """
         check_is_fitted(self)
-        _check_not_strings(X)
-        _check_not_3d(X)
-        with _explain_non_numeric():
-            X = self._validate_input(X, reset=False)
+        X = self._validate_input(X, reset=False)
         return self._score_samples(X)
 
     def decision_function(self, X):
@@ -451,16 +507,15 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         """
         decision = self.decision_function(X)
         is_inlier = np.ones(decision.shape[0], dtype=int)
-        is_inlier[decision < 0] = -1
+        is_inlier[~(decision >= 0)] = -1
         return is_inlier
 
     # -------------------------------------------------------------- pickling
     def __getstate__(self):
-        state = super().__getstate__()
-        state = dict(state)
+        state = dict(super().__getstate__())
         for k, v in list(state.items()):
-            if _has_tensors(v):
-                state[k] = _map_tensors(v, lambda t: copy.deepcopy(t).to("cpu"))
+            if has_tensors(v):
+                state[k] = map_tensors(v, lambda t: copy.deepcopy(t).to("cpu"))
         if "device_" in state:
             state["device_"] = str(state["device_"])
         state["_skad_version"] = __version__
@@ -478,11 +533,11 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
             )
         super().__setstate__(state)
         if "device_" in state:
-            device = _engine.map_location(state["device_"])
+            device = map_location(state["device_"])
             self.device_ = device
             for k, v in list(vars(self).items()):
-                if _has_tensors(v):
-                    setattr(self, k, _map_tensors(v, lambda t: t.to(device)))
+                if has_tensors(v):
+                    setattr(self, k, map_tensors(v, lambda t: t.to(device)))
             self._eval_modules()
 
 
@@ -505,6 +560,8 @@ class BaseSemiSupervisedDetector(BaseDeepDetector):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Training rows; 4-D images ``(n_samples, C, H, W)`` in detectors
+            with an image mode.
         y : Ignored
             Not used, present for API consistency by convention.
         labels : array-like of shape (n_samples,), default=None

@@ -1,9 +1,9 @@
 """Deep SAD: Deep Semi-supervised Anomaly Detection (Ruff et al., ICLR 2020).
 
-Deep SVDD with a few labels. The network and its centre ``c`` are Deep
-SVDD's (:class:`skad.deep_svdd._SVDDNet`, shared, not copied). Unlabelled
-rows and labelled normal rows are pulled towards ``c``; labelled anomalies
-are pushed away through the inverse of their squared distance::
+Deep SVDD with a few labels. The network, its centre ``c`` and the loss are
+the shared hypersphere pieces of :mod:`skad._hypersphere`. Unlabelled rows
+and labelled normal rows are pulled towards ``c``; labelled anomalies are
+pushed away through the inverse of their squared distance::
 
     loss_i = ||phi(x_i) - c||^2                        if label_i == 0
     loss_i = eta * (||phi(x_i) - c||^2 + eps) ** label_i   if label_i in {+1, -1}
@@ -18,31 +18,18 @@ from __future__ import annotations
 from numbers import Real
 
 import torch
-from sklearn.utils._param_validation import Interval
 
-from skad import _engine
+from skad._hypersphere import (
+    HYPERSPHERE_CONSTRAINTS,
+    SVDDNet,
+    check_batch_norm,
+    deep_sad_loss,
+    init_center,
+)
+from skad._validation import Interval
 from skad.base import BaseSemiSupervisedDetector
-from skad.deep_svdd import _SVDD_CONSTRAINTS, _init_center, _SVDDNet
 
 __all__ = ["DeepSAD"]
-
-#: Added to the squared distance of labelled rows before the power, as in
-#: the reference implementation; bounds the inverse term by ``eta / eps``.
-_EPS = 1e-6
-
-
-def deep_sad_loss(dist, labels, eta: float, eps: float = _EPS) -> torch.Tensor:
-    """Per-row Deep SAD loss from squared distances ``dist`` and labels.
-
-    Unlabelled rows (0) keep ``dist``; labelled rows get
-    ``eta * (dist + eps) ** label``, i.e. ``eta * (dist + eps)`` for labelled
-    normals and ``eta / (dist + eps)`` for labelled anomalies.
-    """
-    if labels is None:
-        return dist
-    power = labels.to(dist.dtype)
-    labelled = eta * (dist + eps) ** power
-    return torch.where(labels == 0, dist, labelled)
 
 
 class DeepSAD(BaseSemiSupervisedDetector):
@@ -71,29 +58,19 @@ class DeepSAD(BaseSemiSupervisedDetector):
     eta : float, default=1.0
         Weight of the labelled rows' terms against the unlabelled ones (the
         paper's eta; > 1 emphasises the labels).
-    contamination : float, default=0.1
-        Expected share of outliers; ``offset_`` is that quantile of the
-        training scores. Must be in (0, 0.5].
-    max_iter : int, default=50
-        Number of training epochs.
-    batch_size : int, default=128
-    learning_rate_init : float, default=1e-3
-        Adam learning rate.
-    weight_decay : float, default=1e-6
-        L2 penalty on the weights.
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the rows (with their labels) and
-        stop when their mean loss has not improved by ``tol`` for
-        ``n_iter_no_change`` epochs; the best weights are restored.
-    validation_fraction : float, default=0.1
-    n_iter_no_change : int, default=10
-    tol : float, default=0.0
-    device : str or torch.device, default="auto"
-        ``"auto"`` uses CUDA when available, else the CPU.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the local generators of initialisation and shuffling.
-    verbose : int, default=0
-        > 0 shows a progress bar with the running loss.
+    {contamination}
+    {max_iter}
+    {batch_size}
+    {learning_rate_init}
+    {weight_decay}
+    {early_stopping}
+        The held-out rows keep their labels.
+    {validation_fraction}
+    {n_iter_no_change}
+    {tol}
+    {device}
+    {random_state}
+    {verbose}
 
     Attributes
     ----------
@@ -105,19 +82,7 @@ class DeepSAD(BaseSemiSupervisedDetector):
         anomalous.
     n_labeled_anomalies_ : int
         Rows labelled -1 in the training labels.
-    offset_ : float
-        Threshold on ``score_samples`` given by ``contamination``.
-    loss_curve_ : list of float
-        Mean training loss per epoch.
-    n_iter_ : int
-        Epochs run.
-    best_loss_ : float
-    validation_scores_ : list of float
-        Validation loss per epoch (only with ``early_stopping=True``).
-    device_ : torch.device
-    n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Only when X has string column names.
+    {fitted_attributes}
 
     See Also
     --------
@@ -146,7 +111,7 @@ class DeepSAD(BaseSemiSupervisedDetector):
 
     _parameter_constraints = {
         **BaseSemiSupervisedDetector._parameter_constraints,
-        **_SVDD_CONSTRAINTS,
+        **HYPERSPHERE_CONSTRAINTS,
         "eta": [Interval(Real, 0, None, closed="neither")],
     }
 
@@ -189,8 +154,11 @@ class DeepSAD(BaseSemiSupervisedDetector):
         self.random_state = random_state
         self.verbose = verbose
 
+    def _check_params(self):
+        check_batch_norm(self.norm, self.batch_size)
+
     def _build_networks(self, rng):
-        self.network_ = _SVDDNet(
+        self.network_ = SVDDNet(
             self.n_features_in_,
             tuple(self.hidden_layer_sizes),
             self.latent_dim,
@@ -204,17 +172,13 @@ class DeepSAD(BaseSemiSupervisedDetector):
             labels = torch.zeros(X.shape[0], dtype=torch.int64, device=X.device)
         self.n_labeled_anomalies_ = int((labels == -1).sum())
         # the centre comes from the rows not known to be anomalous
-        _init_center(net, X[labels != -1], self._map_chunks)
+        init_center(net, X[labels != -1], self._map_chunks)
         train_idx, val_idx = self._split_validation(X.shape[0], rng)
         X_train, lab_train = X[train_idx], labels[train_idx]
-        optimizer = _engine.make_optimizer(
-            net.parameters(), self.learning_rate_init, self.weight_decay
-        )
         eta = float(self.eta)
 
         def step(idx):
-            dist = net.distance(X_train[idx])
-            return deep_sad_loss(dist, lab_train[idx], eta).mean()
+            return deep_sad_loss(net.distance(X_train[idx]), lab_train[idx], eta)
 
         val = None
         if val_idx is not None:
@@ -223,15 +187,16 @@ class DeepSAD(BaseSemiSupervisedDetector):
             def val():
                 return deep_sad_loss(net.distance(X_val), lab_val, eta).mean()
 
-        history = self._train(
-            step,
-            n_samples=X_train.shape[0],
-            modules=[net],
-            optimizer=optimizer,
+        self._fit_phases(
+            self._phase(
+                step,
+                n_samples=X_train.shape[0],
+                modules=[net],
+                optimizers=[self._optimizer(net.parameters())],
+                validation_loss=val,
+            ),
             rng=rng,
-            validation_loss=val,
         )
-        self._record(history)
         self.center_ = net.center.detach().cpu().double().numpy()
 
     def _score(self, X):

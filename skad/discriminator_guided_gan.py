@@ -25,25 +25,20 @@ convolutional networks).
 
 from __future__ import annotations
 
-import logging
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import validate_data
 from torch import nn
 
-from skad import _engine, _nn
+from skad import _nn
 from skad.base import BaseDeepDetector
+from skad.exceptions import TrainingWarning
 
 __all__ = ["DiscriminatorGuidedGAN"]
-
-logger = logging.getLogger("skad")
-
-#: Number of generator updates that ``max_iter="auto"`` aims at.
-AUTO_UPDATES = 600
 
 #: Generator outputs whose variance falls below this share of the input
 #: variance are reported as a mode collapse (``mode_collapse_``).
@@ -254,20 +249,6 @@ def _sq_dist(a, b):
 # ---------------------------------------------------------------------------
 
 
-def _ndim(X):
-    """Number of dimensions of array-likes, without converting them."""
-    ndim = getattr(X, "ndim", None)
-    if isinstance(ndim, int):
-        return ndim
-    depth = 0
-    while isinstance(X, list | tuple) and len(X) > 0:
-        depth, X = depth + 1, X[0]
-    if depth:
-        ndim = getattr(X, "ndim", 0)
-        return depth + (ndim if isinstance(ndim, int) else 0)
-    return 2
-
-
 class DiscriminatorGuidedGAN(BaseDeepDetector):
     """Discriminator-guided generative anomaly detector.
 
@@ -361,7 +342,7 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
     max_iter : int or "auto", default="auto"
         Number of training epochs (one discriminator and one generator update
         per mini-batch). ``"auto"`` runs enough epochs for about
-        ``AUTO_UPDATES`` (600) updates, between 5 and 300 epochs: a GAN needs
+        600 updates, between 5 and 300 epochs: a GAN needs
         a number of updates rather than of passes over the data, and small
         one-class sets would otherwise get a few dozen updates only.
     batch_size : int, default=128
@@ -400,8 +381,9 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
         Standardisation statistics and the transformation bank, as buffers.
     n_transforms_ : int
         Number of transformations used.
-    image_shape_ : tuple of int or None
-        ``(C, H, W)`` in image mode, else None.
+    input_mode_ : {"vector", "image"}
+    input_shape_ : tuple of int
+        ``(n_features,)``, or ``(C, H, W)`` in image mode.
     feature_scale_ : float
         Training median of the feature term (normalises the score).
     loss_curve_ : list of float
@@ -538,50 +520,23 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
         self.verbose = verbose
 
     # ------------------------------------------------------------ input
-    def _validate_input(self, X, *, reset):
-        ndim = _ndim(X)
-        image = ndim == 4 if reset else getattr(self, "image_shape_", None) is not None
-        if not image:
-            if reset:
-                self.image_shape_ = None
-            return super()._validate_input(X, reset=reset)
-        if ndim != 4:
-            raise ValueError(
-                f"{type(self).__name__} was fitted on images of shape (n, C, H, W) "
-                f"= (n, {', '.join(map(str, self.image_shape_))}); got an array "
-                f"with {ndim} dimension(s)."
-            )
-        X = validate_data(
-            self,
-            X,
-            reset=reset,
-            allow_nd=True,
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=2 if reset else 1,
-            ensure_all_finite=True,
-        )
-        if reset:
-            self.image_shape_ = tuple(int(s) for s in X.shape[1:])
-        elif tuple(X.shape[1:]) != self.image_shape_:
-            raise ValueError(
-                f"X has images of shape {tuple(X.shape[1:])}, but "
-                f"{type(self).__name__} was fitted on {self.image_shape_}."
-            )
-        return X
+    _supports_images = True
+    #: ``max_iter="auto"``: about 600 generator updates, 5 to 300 epochs.
+    _auto_updates = (600, 5, 300)
 
     # ------------------------------------------------------------ networks
     def _build_networks(self, rng):
-        if self.image_shape_ is not None:
-            C, H, W = self.image_shape_
+        if self.input_mode_ == "image":
+            C, H, W = self.input_shape_
             self.n_transforms_ = min(self.n_transforms, 8 if H == W else 4)
             width = self.hidden_dim or 32
             z = self.latent_dim or 16
             self.transforms_ = _ImageTransforms(C, H == W)
             self.generator_ = _ConvGenerator(
-                self.image_shape_, z, width, self.padding_mode
+                self.input_shape_, z, width, self.padding_mode
             )
             self.discriminator_ = _ConvDiscriminator(
-                self.image_shape_,
+                self.input_shape_,
                 self.n_transforms_,
                 width,
                 self.dropout,
@@ -623,12 +578,8 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
         X_train = Xs[train_idx]
         betas = (0.5, 0.999)
         lr_d = self.discriminator_learning_rate or 2 * self.learning_rate_init
-        opt_g = _engine.make_optimizer(
-            G.parameters(), self.learning_rate_init, self.weight_decay, betas=betas
-        )
-        opt_d = _engine.make_optimizer(
-            D.parameters(), lr_d, self.weight_decay, betas=betas
-        )
+        opt_g = self._optimizer(G.parameters(), betas=betas)
+        opt_d = self._optimizer(D.parameters(), learning_rate=lr_d, betas=betas)
         real_target = 1.0 - self.label_smoothing
         guided = self.generator_loss == "guided"
 
@@ -693,32 +644,29 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
             def val():
                 return float(self._terms(X_val, standardised=True).sum(0).mean())
 
-        n_train = X_train.shape[0]
-        max_iter = self.max_iter
-        if max_iter == "auto":
-            steps = -(-n_train // min(self.batch_size, n_train))
-            max_iter = int(np.clip(round(AUTO_UPDATES / steps), 5, 300))
-        history = self._train(
-            step,
-            n_samples=n_train,
-            modules=[G, D],
-            optimizer=None,
+        history = self._fit_phases(
+            self._phase(
+                step,
+                n_samples=X_train.shape[0],
+                modules=[G, D],
+                optimizers=[opt_g, opt_d],
+                manual=True,
+                validation_loss=val,
+            ),
             rng=rng,
-            validation_loss=val,
-            max_iter=max_iter,
-        )
-        self._record(history)
+        )["main"]
         self.loss_components_ = {k: list(v) for k, v in history.extra.items()}
         self.generator_variance_ = float(
             self.loss_components_["generator_variance"][-1]
         )
         self.mode_collapse_ = bool(self.generator_variance_ < COLLAPSE_RATIO)
         if self.mode_collapse_:
-            logger.warning(
-                "%s: the generator collapsed (output variance %.3g of the input "
-                "variance); try a larger feature_matching_weight.",
-                type(self).__name__,
-                self.generator_variance_,
+            warnings.warn(
+                f"{type(self).__name__}: the generator collapsed (output variance "
+                f"{self.generator_variance_:.3g} of the input variance); try a "
+                "larger feature_matching_weight.",
+                TrainingWarning,
+                stacklevel=4,
             )
         feats = self._map_chunks(lambda xb: self._terms(xb, True)[1], Xs)
         self.feature_scale_ = float(max(torch.from_numpy(feats).median().item(), 1e-12))

@@ -24,7 +24,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn import functional as F
 
-from skad import _engine, _nn
+from skad import _nn
 from skad.base import BaseSemiSupervisedDetector
 
 __all__ = ["ESAD"]
@@ -99,23 +99,6 @@ def anomaly_norm_loss(sq_norm, kind: str, margin=None) -> torch.Tensor:
         return torch.reciprocal(sq_norm + _INVERSE_EPS)
     norm = torch.sqrt(sq_norm + 1e-12)
     return F.relu(margin - norm) ** 2
-
-
-def _merge_histories(histories):
-    """One training record from consecutive :func:`train_epochs` calls."""
-    merged = _engine.History(
-        validation_scores=None if histories[-1].validation_scores is None else []
-    )
-    for h in histories:
-        merged.loss_curve += h.loss_curve
-        if merged.validation_scores is not None:
-            merged.validation_scores += h.validation_scores or []
-        merged.n_iter += h.n_iter
-        for k, v in h.extra.items():
-            merged.extra.setdefault(k, []).extend(v)
-    merged.best_loss = histories[-1].best_loss
-    merged.stopped_early = histories[-1].stopped_early
-    return merged
 
 
 def _weights(labels, eta, dtype):
@@ -413,7 +396,8 @@ class ESAD(BaseSemiSupervisedDetector):
                 x.shape, generator=rng.device, device=x.device, dtype=x.dtype
             )
 
-        warmup = min(_WARMUP_EPOCHS, self.max_iter // 10)
+        max_iter = self._epochs(X_train.shape[0])
+        warmup = min(_WARMUP_EPOCHS, max_iter // 10)
         state = {"epoch": 0}
 
         def entropy_weight():
@@ -457,18 +441,14 @@ class ESAD(BaseSemiSupervisedDetector):
             return total, parts, x_hat
 
         params = list(net.parameters())
-        optimizer = _engine.make_optimizer(
-            params, self.learning_rate_init, self.weight_decay
-        )
+        optimizer = self._optimizer(params)
         optimizers = [optimizer]
         disc = getattr(self, "discriminator_", None)
         if disc is not None:
-            d_opt = _engine.make_optimizer(
-                disc.parameters(), self.learning_rate_init, self.weight_decay
-            )
+            d_opt = self._optimizer(disc.parameters())
             optimizers.append(d_opt)
         schedulers = [
-            torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=self.max_iter)
+            torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max_iter)
             for o in optimizers
         ]
 
@@ -520,31 +500,31 @@ class ESAD(BaseSemiSupervisedDetector):
 
         modules = [net] if disc is None else [net, disc]
         weights = self._sample_weights(lab_train)
-        # Two phases: warm-up + ramp of the entropy weight, then constant
-        # weights. The no-improvement stop (and early stopping) only watch
-        # the second phase, where successive losses are comparable.
-        histories = []
-        for phase_epochs, restore in (
-            (min(2 * warmup, self.max_iter - 1), False),
-            (self.max_iter - min(2 * warmup, self.max_iter - 1), True),
-        ):
-            if phase_epochs <= 0:
-                continue
-            histories.append(
-                self._train(
+        # Two phases, one record: warm-up + ramp of the entropy weight, then
+        # constant weights. Only the second restores its best weights:
+        # losses of the first are not comparable with later ones.
+        first = min(2 * warmup, max_iter - 1)
+        self._fit_phases(
+            *(
+                self._phase(
                     step,
                     n_samples=X_train.shape[0],
                     modules=modules,
-                    optimizer=optimizer if disc is None else None,
-                    rng=rng,
+                    optimizers=optimizers,
+                    manual=disc is not None,
                     validation_loss=val,
                     sample_weights=weights,
-                    stop_when=end_of_epoch,
-                    max_iter=phase_epochs,
+                    on_epoch_end=[end_of_epoch],
+                    max_iter=epochs,
                     restore_best=restore,
                 )
-            )
-        self._record(_merge_histories(histories))
+                for epochs, restore in (
+                    (first, False),
+                    (max_iter - first, True),
+                )
+            ),
+            rng=rng,
+        )
         self._set_score_scales(X[labels != -1])
 
     @torch.no_grad()

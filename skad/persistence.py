@@ -41,6 +41,7 @@ import torch
 from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 
+from skad._device import has_tensors, map_location, map_tensors
 from skad._version import __version__
 
 __all__ = ["save", "load", "InconsistentVersionWarning"]
@@ -513,7 +514,6 @@ def load(path):
     >>> skad.load(path).predict(X[:3])
     array([1, 1, 1])
     """
-    from skad import _engine
 
     meta, blob = _read(path)
     fmt = meta.get("format_version")
@@ -566,15 +566,13 @@ def load(path):
     for k, v in plain.items():
         setattr(est, k, v)
     if saved_device is not None:
-        device = _engine.map_location(saved_device)
+        device = map_location(saved_device)
         est.device_ = device
     else:
         device = torch.device("cpu")
 
     if with_modules:
-        rng = _engine.make_random_state(0, torch.device("cpu"))
-        with _engine.preserve_global_rng():
-            est._build_networks(rng)
+        est._rebuild_networks()
         for k, v in plain.items():  # the build may have set plain attributes
             if k != "device_":
                 setattr(est, k, v)
@@ -583,10 +581,8 @@ def load(path):
             setattr(est, k, _fill_modules(saved, built, tensors, k, path))
 
     if saved_device is not None:
-        from skad.base import _has_tensors, _map_tensors
-
         for k, v in list(vars(est).items()):
-            if _has_tensors(v):
-                setattr(est, k, _map_tensors(v, lambda t: t.to(device)))
+            if has_tensors(v):
+                setattr(est, k, map_tensors(v, lambda t: t.to(device)))
         est._eval_modules()
     return est

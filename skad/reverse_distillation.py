@@ -23,11 +23,10 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from skad import _engine, _nn
 from skad.base import BaseDeepDetector
 
 __all__ = ["ReverseDistillation"]
@@ -426,52 +425,17 @@ class ReverseDistillation(BaseDeepDetector):
         self.verbose = verbose
 
     # ------------------------------------------------------------ input
-    def _validate_input(self, X, *, reset: bool):
-        image = (
-            isinstance(self.teacher, nn.Module)
-            if reset
-            else getattr(self, "input_mode_", "vector") == "image"
-        )
-        if not image:
-            if getattr(X, "ndim", None) == 4 or (
-                isinstance(X, list | tuple) and np.ndim(X) == 4
-            ):
-                raise ValueError(
-                    "ReverseDistillation got a 4-D array: images of shape "
-                    "(n, C, H, W) need image mode, i.e. teacher=<a frozen "
-                    "convolutional torch.nn.Module returning a list of feature "
-                    "maps>, fitted on such images. In vector mode X must be 2-D "
-                    "(n_samples, n_features)."
-                )
-            X = super()._validate_input(X, reset=reset)
-            if reset:
-                self.input_mode_ = "vector"
-                self.input_shape_ = (int(X.shape[1]),)
-            return X
-        X = validate_data(
-            self,
-            X,
-            reset=reset,
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=2 if reset else 1,
-            ensure_all_finite=True,
-            allow_nd=True,
-        )
-        if X.ndim not in (2, 4):
+    _supports_images = True
+
+    def _check_image_mode(self):
+        if not isinstance(self.teacher, nn.Module):
             raise ValueError(
-                "ReverseDistillation with a module teacher expects X of shape "
-                f"(n, n_features) or (n, C, H, W); got {X.ndim} dimensions."
+                "ReverseDistillation got a 4-D array: images of shape "
+                "(n, C, H, W) need image mode, i.e. teacher=<a frozen "
+                "convolutional torch.nn.Module returning a list of feature "
+                "maps>, fitted on such images. In vector mode X must be 2-D "
+                "(n_samples, n_features)."
             )
-        if reset:
-            self.input_mode_ = "image" if X.ndim == 4 else "vector"
-            self.input_shape_ = tuple(int(s) for s in X.shape[1:])
-        elif tuple(X.shape[1:]) != tuple(self.input_shape_):
-            raise ValueError(
-                f"X has rows of shape {tuple(X.shape[1:])}, but "
-                f"ReverseDistillation was fitted on rows of shape "
-                f"{tuple(self.input_shape_)}."
-            )
-        return X
 
     # ------------------------------------------------------------ networks
     def _copy_teacher(self) -> nn.Module:
@@ -527,35 +491,37 @@ class ReverseDistillation(BaseDeepDetector):
     def _pretrain_teacher(self, X, rng):
         """Train the MLP teacher as the encoder of an autoencoder, then freeze."""
         widths = [s[0] for s in self.scale_shapes_]
-        with _engine.preserve_global_rng():
-            dec = nn.Sequential(
+        dec = self._make_module(
+            lambda: nn.Sequential(
                 *[_stage(a, b) for a, b in zip(widths[::-1], widths[::-1][1:])],
                 nn.Linear(widths[0], X.shape[1]),
-            )
-            _nn.reset_parameters(dec, rng.cpu)
-        dec.to(self.device_)
+            ),
+            rng,
+        )
         teacher = self.teacher_
         teacher.requires_grad_(True)
-        opt = _engine.make_optimizer(
-            list(teacher.parameters()) + list(dec.parameters()),
-            self.learning_rate_init,
+        opt = self._optimizer(
+            list(teacher.parameters()) + list(dec.parameters()), weight_decay=0.0
         )
 
         def step(idx):
             xb = X[idx]
             return F.mse_loss(dec(teacher(xb)[-1]), xb)
 
-        history = self._train(
-            step,
-            n_samples=X.shape[0],
-            modules=[teacher, dec],
-            optimizer=opt,
-            rng=rng,
-            max_iter=self._n_epochs(
-                X.shape[0], self.pretrain_epochs, self.min_updates // 2
+        history = self._fit_phases(
+            self._phase(
+                step,
+                n_samples=X.shape[0],
+                modules=[teacher, dec],
+                optimizers=[opt],
+                name="ReverseDistillation teacher",
+                max_iter=self._n_epochs(
+                    X.shape[0], self.pretrain_epochs, self.min_updates // 2
+                ),
+                record="teacher",
             ),
-            desc="ReverseDistillation teacher",
-        )
+            rng=rng,
+        )["teacher"]
         self.teacher_loss_curve_ = list(history.loss_curve)
         self.teacher_reconstruction_error_ = float(history.loss_curve[-1])
 
@@ -583,15 +549,12 @@ class ReverseDistillation(BaseDeepDetector):
 
         train_idx, val_idx = self._split_validation(X.shape[0], rng)
         X_train = X[train_idx]
-        opt = _engine.make_optimizer(
-            student.parameters(), self.learning_rate_init, self.weight_decay
-        )
+        opt = self._optimizer(student.parameters())
 
         def batch_loss(xb):
             with torch.no_grad():
                 feats = [f.detach() for f in self._teacher_features(xb)]
-            out = _distillation_loss(feats, student(feats), self.loss, self.n_groups)
-            return out.mean()
+            return _distillation_loss(feats, student(feats), self.loss, self.n_groups)
 
         def step(idx):
             return batch_loss(X_train[idx])
@@ -601,19 +564,22 @@ class ReverseDistillation(BaseDeepDetector):
             X_val = X[val_idx]
 
             def val():
-                return batch_loss(X_val)
+                return batch_loss(X_val).mean()
 
-        history = self._train(
-            step,
-            n_samples=X_train.shape[0],
-            modules=[student],
-            optimizer=opt,
+        self._fit_phases(
+            self._phase(
+                step,
+                n_samples=X_train.shape[0],
+                modules=[student],
+                optimizers=[opt],
+                validation_loss=val,
+                max_iter=self._n_epochs(
+                    X_train.shape[0], self.max_iter, self.min_updates
+                ),
+            ),
             rng=rng,
-            validation_loss=val,
-            max_iter=self._n_epochs(X_train.shape[0], self.max_iter, self.min_updates),
         )
         teacher.eval()
-        self._record(history)
 
     # ------------------------------------------------------------ scoring
     def _aggregation(self) -> str:

@@ -36,7 +36,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn import functional as F
 
-from skad import _engine, _nn
+from skad import _nn
 from skad.base import BaseDeepDetector
 
 __all__ = ["SLA2P", "gaussian_projections"]
@@ -483,9 +483,7 @@ class SLA2P(BaseDeepDetector):
         X_train = X[train_idx]
         n = X_train.shape[0]
         net = self.classifier_
-        optimizer = _engine.make_optimizer(
-            net.parameters(), self.learning_rate_init, self.weight_decay, eps=1e-7
-        )
+        optimizer = self._optimizer(net.parameters(), eps=1e-7)
         device = X.device
 
         # Rows come from a stream of random permutations of all training
@@ -526,25 +524,21 @@ class SLA2P(BaseDeepDetector):
             def val():
                 return self._mean_cross_entropy(X_val)
 
-        with _nn.dropout_generator(rng.device):
-            history = _engine.train_epochs(
+        n_epoch_rows = min(n, _ROWS_PER_EPOCH)
+        records = self._fit_phases(
+            self._phase(
                 step,
-                n_samples=min(n, _ROWS_PER_EPOCH),
+                n_samples=n_epoch_rows,
                 modules=[net],
-                optimizer=optimizer,
-                max_iter=self.max_iter,
+                optimizers=[optimizer],
                 batch_size=rows_per_step,
-                rng=rng,
-                device=device,
+                max_iter=self._epochs(n_epoch_rows, batch_size=rows_per_step),
                 validation_loss=val,
-                n_iter_no_change=self.n_iter_no_change,
-                tol=self.tol,
-                verbose=self.verbose,
-                desc=type(self).__name__,
-                learning_rate=self.learning_rate_init,
-                stop_when=stop_when,
-            )
-        self._record(history)
+                on_epoch_end=[stop_when],
+            ),
+            rng=rng,
+        )
+        history = records["main"]
         accs = history.extra.get("accuracy", [0.0])
         self.accuracy_curve_ = list(accs)
         self.train_accuracy_ = float(sum(accs) / len(accs))

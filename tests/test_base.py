@@ -12,7 +12,8 @@ from sklearn.preprocessing import StandardScaler
 
 import skad
 from skad import DeepSVDD, TrainingDivergedError
-from skad.base import BaseSemiSupervisedDetector, validate_labels
+from skad._validation import validate_labels
+from skad.base import BaseSemiSupervisedDetector
 from skad.metrics import roc_auc, roc_auc_scorer
 from tests.conftest import make_planted
 

@@ -17,9 +17,12 @@ from tests.test_esad import clustered_task
 FAST = dict(device="cpu", random_state=0)
 
 
-def test_reuses_deep_svdd_network_code():
-    assert skad.deep_sad._SVDDNet is skad.deep_svdd._SVDDNet
-    assert skad.deep_sad._init_center is skad.deep_svdd._init_center
+def test_reuses_the_shared_hypersphere_code():
+    from skad import _hypersphere
+
+    for module in (skad.deep_sad, skad.deep_svdd):
+        assert module.SVDDNet is _hypersphere.SVDDNet
+        assert module.init_center is _hypersphere.init_center
 
 
 def test_without_labels_it_is_deep_svdd():

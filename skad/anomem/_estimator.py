@@ -10,9 +10,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import validate_data
 
-from skad import _engine
 from skad.anomem._loss import _augment_images, _augment_vectors, _contrast
 from skad.anomem._net import _AnoMemNet, _conv_out, _DeviationHead
 from skad.base import BaseSemiSupervisedDetector
@@ -112,8 +110,6 @@ class AnoMem(BaseSemiSupervisedDetector):
     detector_latent_dim : int, default=16
     detector_max_iter : int, default=30
         Epochs of the learned detector (stage 2).
-    mode : {"auto", "vector", "image"}, default="auto"
-        ``"auto"`` picks image mode for 4-D input.
     retrieval : {"cosine", "euclidean"}, default="cosine"
         Similarity between a query and the memory slots in the Hopfield
         retrieval: cosine (normalised keys) or negative squared distance per
@@ -179,8 +175,8 @@ class AnoMem(BaseSemiSupervisedDetector):
         Detector used to score: ``"weighted"`` or ``"learned"``.
     input_mode_ : str
         ``"vector"`` or ``"image"``.
-    image_shape_ : tuple of int or None
-        (channels, height, width) in image mode.
+    input_shape_ : tuple of int
+        ``(n_features,)``, or (channels, height, width) in image mode.
     scale_weights_ : ndarray of shape (n_scales,)
         Normalised scale weights.
     deviation_mean_, deviation_std_ : ndarray of shape (n_scales,)
@@ -267,7 +263,6 @@ class AnoMem(BaseSemiSupervisedDetector):
         "detector_hidden_layer_sizes": [tuple, list],
         "detector_latent_dim": [Interval(Integral, 1, None, closed="left")],
         "detector_max_iter": [Interval(Integral, 1, None, closed="left")],
-        "mode": [StrOptions({"auto", "vector", "image"})],
         "norm": [StrOptions({"layer", "mixed"}), None],
         "standardize_maps": ["boolean"],
         "retrieval": [StrOptions({"cosine", "euclidean"})],
@@ -301,7 +296,6 @@ class AnoMem(BaseSemiSupervisedDetector):
         detector_hidden_layer_sizes=(64,),
         detector_latent_dim=16,
         detector_max_iter=30,
-        mode="auto",
         norm="mixed",
         standardize_maps=True,
         retrieval="cosine",
@@ -343,7 +337,6 @@ class AnoMem(BaseSemiSupervisedDetector):
         self.detector_hidden_layer_sizes = detector_hidden_layer_sizes
         self.detector_latent_dim = detector_latent_dim
         self.detector_max_iter = detector_max_iter
-        self.mode = mode
         self.norm = norm
         self.standardize_maps = standardize_maps
         self.retrieval = retrieval
@@ -364,42 +357,7 @@ class AnoMem(BaseSemiSupervisedDetector):
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------ input
-    def _validate_input(self, X, *, reset):
-        if self.mode == "vector":
-            X = super()._validate_input(X, reset=reset)
-        else:
-            X = validate_data(
-                self,
-                X,
-                reset=reset,
-                dtype=[np.float64, np.float32],
-                ensure_min_samples=2 if reset else 1,
-                ensure_all_finite=True,
-                allow_nd=True,
-            )
-        if X.ndim not in (2, 4) or (self.mode == "image" and X.ndim != 4):
-            raise ValueError(
-                "AnoMem expects a 2-D array (n_samples, n_features) or, in image "
-                f"mode, a 4-D array (n_samples, C, H, W); got shape {X.shape}."
-            )
-        if reset:
-            self.input_mode_ = "image" if X.ndim == 4 else "vector"
-            self.image_shape_ = (
-                tuple(int(s) for s in X.shape[1:]) if X.ndim == 4 else None
-            )
-        elif (X.ndim == 4) != (self.input_mode_ == "image") or (
-            X.ndim == 4 and tuple(X.shape[1:]) != tuple(self.image_shape_)
-        ):
-            expected = (
-                f"(n, {', '.join(map(str, self.image_shape_))})"
-                if self.input_mode_ == "image"
-                else f"(n, {self.n_features_in_})"
-            )
-            raise ValueError(
-                f"X has shape {X.shape} but AnoMem was fitted on shape {expected}."
-            )
-        return X
+    _supports_images = True
 
     # ------------------------------------------------------------ helpers
     def _widths(self):
@@ -435,7 +393,7 @@ class AnoMem(BaseSemiSupervisedDetector):
         widths = self._widths()
         if self.input_mode_ == "vector":
             return list(widths)
-        _, h, w = self.image_shape_
+        _, h, w = self.input_shape_
         sizes = []
         for i in range(len(widths)):
             stride = 1 if i == 0 else 2
@@ -459,7 +417,7 @@ class AnoMem(BaseSemiSupervisedDetector):
             self._n_prototypes(len(widths)),
             1.0 / self.memory_temperature,
             self.projection_dim,
-            self.image_shape_,
+            self.input_shape_ if self.input_mode_ == "image" else None,
             self.norm,
             self._map_sizes(),
             self.retrieval,
@@ -565,20 +523,20 @@ class AnoMem(BaseSemiSupervisedDetector):
 
         if self.memory_init == "data":
             _init_slots_from_data(net, X_train, gen)
-        optimizer = _engine.make_optimizer(
-            net.parameters(), self.learning_rate_init, self.weight_decay
-        )
-        history = self._train(
-            step,
-            n_samples=X_train.shape[0],
-            modules=[net],
-            optimizer=optimizer,
+        self._fit_phases(
+            self._phase(
+                step,
+                n_samples=X_train.shape[0],
+                modules=[net],
+                optimizers=[self._optimizer(net.parameters())],
+                validation_loss=val,
+                name="AnoMem stage 1",
+                max_iter=self._n_epochs(
+                    X_train.shape[0], self._epochs(X_train.shape[0]), self.min_updates
+                ),
+            ),
             rng=rng,
-            validation_loss=val,
-            desc="AnoMem stage 1",
-            max_iter=self._n_epochs(X_train.shape[0], self.max_iter, self.min_updates),
         )
-        self._record(history)
         net.eval()
         for p in net.parameters():
             p.requires_grad_(False)
@@ -650,24 +608,20 @@ class AnoMem(BaseSemiSupervisedDetector):
                 loss = loss + self.eta * (1.0 / (d + _EPS)).mean()
             return loss
 
-        optimizer = _engine.make_optimizer(
-            head.parameters(), self.learning_rate_init, self.weight_decay
-        )
         # a fixed number of epochs: the Deep-SAD loss has no meaningful plateau
-        history = _engine.train_epochs(
-            step,
-            n_samples=maps_norm.shape[0],
-            modules=[head],
-            optimizer=optimizer,
-            max_iter=self.detector_max_iter,
-            batch_size=self.batch_size,
+        history = self._fit_phases(
+            self._phase(
+                step,
+                n_samples=maps_norm.shape[0],
+                modules=[head],
+                optimizers=[self._optimizer(head.parameters())],
+                name="AnoMem stage 2",
+                max_iter=self.detector_max_iter,
+                n_iter_no_change=None,
+                record="detector",
+            ),
             rng=rng,
-            device=self.device_,
-            n_iter_no_change=self.detector_max_iter + 1,
-            verbose=self.verbose,
-            desc="AnoMem stage 2",
-            learning_rate=self.learning_rate_init,
-        )
+        )["detector"]
         self.detector_loss_curve_ = list(history.loss_curve)
         with torch.no_grad():
             dist = head.distance(maps_norm)
