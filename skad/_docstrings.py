@@ -29,10 +29,13 @@ __all__ = ["SHARED_ATTRIBUTES", "SHARED_PARAMETERS", "fill_shared_docs"]
 #: name -> (type, description); ``{default}`` is filled from the signature.
 SHARED_PARAMETERS: dict[str, tuple[str, str]] = {
     "contamination": (
-        "float",
+        'float or "auto"',
         "Expected share of outliers in the training rows: ``offset_`` is "
         "that quantile of the training scores, so ``predict`` flags that "
-        "share of them. Must be in (0, 0.5].",
+        'share of them. Must be in (0, 0.5]. ``"auto"`` needs no guess: '
+        "the threshold is Tukey's upper fence of the training anomaly "
+        "scores (third quartile + 1.5 interquartile ranges). Only the "
+        "threshold depends on it, not the training.",
     ),
     "max_iter": (
         'int or "auto"',
@@ -83,6 +86,11 @@ SHARED_ATTRIBUTES: dict[str, tuple[str, str]] = {
         "float",
         "Threshold on ``score_samples``: ``decision_function`` is "
         "``score_samples - offset_`` (negative = outlier).",
+    ),
+    "score_scale_": (
+        "float",
+        "Interquartile range of the training anomaly scores (the scale of "
+        "``predict_proba``).",
     ),
     "loss_curve_": ("list of float", "Mean training loss per epoch."),
     "n_iter_": ("int", "Epochs run."),

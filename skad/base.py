@@ -64,6 +64,16 @@ __all__ = ["BaseDeepDetector", "BaseSemiSupervisedDetector"]
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Training data beyond this magnitude gets a scale hint when training diverges.
 _LARGE_SCALE = 1e4
+#: ``predict_proba``: logit slope per interquartile range of the training
+#: anomaly scores, so that one IQR above (below) the threshold reads 0.9 (0.1).
+_PROBA_SLOPE = math.log(9.0)
+
+
+def _auto_threshold(anomaly: np.ndarray) -> float:
+    """The label-free ``contamination="auto"`` threshold on training anomaly
+    scores: Tukey's upper fence, third quartile + 1.5 interquartile ranges."""
+    q1, q3 = np.percentile(anomaly, [25.0, 75.0])
+    return float(q3 + 1.5 * (q3 - q1))
 
 
 def _ndim(X) -> int:
@@ -95,7 +105,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     """
 
     _parameter_constraints: dict = {
-        "contamination": [Interval(Real, 0, 0.5, closed="right")],
+        "contamination": [Interval(Real, 0, 0.5, closed="right"), StrOptions({"auto"})],
         "max_iter": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -415,8 +425,21 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
                 ),
                 scale,
             )
-        self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+        self._set_threshold(scores)
         return self
+
+    def _set_threshold(self, scores: np.ndarray) -> None:
+        """``offset_`` and ``score_scale_`` from the training scores."""
+        anomaly = -scores
+        q1, q3 = np.percentile(anomaly, [25.0, 75.0])
+        spread = float(q3 - q1)
+        if not spread > 0:
+            spread = float(np.std(anomaly))
+        self.score_scale_ = spread if spread > 0 else 1.0
+        if self.contamination == "auto":
+            self.offset_ = -_auto_threshold(anomaly)
+        else:
+            self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
 
     @staticmethod
     def _scale_hint(exc: TrainingDivergedError, scale: float):
@@ -509,6 +532,38 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         is_inlier = np.ones(decision.shape[0], dtype=int)
         is_inlier[~(decision >= 0)] = -1
         return is_inlier
+
+    def predict_proba(self, X):
+        """Probability-like outlier scores.
+
+        A monotone squashing of the decision function, centred on the
+        threshold: ``p_outlier = 1 / (1 + exp(-log(9) * (anomaly_score -
+        threshold) / score_scale_))`` where ``score_scale_`` is the
+        interquartile range of the training anomaly scores. A row on the
+        threshold gets 0.5, one interquartile range above it 0.9, one below
+        it 0.1, so ``predict`` flags exactly the rows with
+        ``p_outlier > 0.5``.
+
+        These are not calibrated probabilities: they rank rows like the
+        scores do and are relative to the training data's score
+        distribution (and to ``contamination``, which sets the threshold).
+        Calibrate on labelled rows (e.g. with isotonic regression) when a
+        true probability is needed.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, 2), dtype float64
+            Column 0: inlier, column 1: outlier; rows sum to 1.
+        """
+        decision = self.decision_function(X)
+        with np.errstate(over="ignore"):
+            z = -_PROBA_SLOPE * (decision / self.score_scale_)
+            outlier = 1.0 / (1.0 + np.exp(-z))
+        return np.column_stack([1.0 - outlier, outlier])
 
     # -------------------------------------------------------------- pickling
     def __getstate__(self):

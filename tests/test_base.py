@@ -222,3 +222,33 @@ def test_semi_supervised_labels_helper():
     assert np.sum(with_normals == 1) == 45 and np.all(y[with_normals == 1] == 0)
     with pytest.raises(ValueError, match="only 0"):
         skad.utils.semi_supervised_labels([0, 2], 0.1)
+
+
+def test_predict_proba_is_monotone_and_consistent_with_predict(planted):
+    X, _ = planted
+    det = DeepSVDD(device="cpu", max_iter=3, random_state=0).fit(X)
+    proba = det.predict_proba(X)
+    assert proba.shape == (len(X), 2) and proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert np.all((proba >= 0) & (proba <= 1))
+    order = np.argsort(det.score_samples(X))
+    # lower score (more anomalous) -> higher outlier probability
+    assert np.all(np.diff(proba[order, 1]) <= 0)
+    np.testing.assert_array_equal(det.predict(X) == -1, proba[:, 1] > 0.5)
+    # one interquartile range of training anomaly scores beyond the threshold
+    at = det.offset_ - det.score_scale_
+    z = -np.log(9.0) * (at - det.offset_) / det.score_scale_
+    assert 1 / (1 + np.exp(-z)) == pytest.approx(0.9)
+
+
+def test_contamination_auto_uses_tukeys_fence(planted):
+    X, _ = planted
+    det = DeepSVDD(
+        device="cpu", max_iter=3, random_state=0, contamination="auto"
+    ).fit(X)
+    anomaly = -det.score_samples(X)
+    q1, q3 = np.percentile(anomaly, [25, 75])
+    assert det.offset_ == pytest.approx(-(q3 + 1.5 * (q3 - q1)))
+    assert det.score_scale_ == pytest.approx(q3 - q1)
+    flagged = (det.predict(X) == -1).mean()
+    assert 0 < flagged < 0.25
