@@ -279,6 +279,24 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         epochs = max(low, math.ceil(target / per_epoch))
         return epochs if high is None else min(epochs, high)
 
+    def _rebuild_networks(self) -> None:
+        """Re-create the fitted modules from the parameters and the plain
+        fitted attributes, for :func:`skad.load` (which then loads the
+        weights); the global RNG is not touched."""
+        rng = _engine.make_random_state(0, torch.device("cpu"))
+        with _engine.private_default_generator():
+            self._build_networks(rng)
+
+    def _make_module(self, build, rng: _engine.RandomState) -> torch.nn.Module:
+        """A module created during training (outside ``_build_networks``):
+        ``build()`` runs without touching the global RNG, the parameters are
+        initialised from the local generator and the module is moved to the
+        device."""
+        with _engine.private_default_generator():
+            module = build()
+        _nn.reset_parameters(module, rng.cpu)
+        return module.to(self.device_)
+
     def _n_epochs(self, n_samples: int, epochs: int, min_updates: int) -> int:
         """``epochs``, raised until at least ``min_updates`` updates run.
 
