@@ -18,7 +18,6 @@ from skad import _nn
 from skad._validation import Interval, IntTuple, StrOptions, check_batch_norm
 
 __all__ = [
-    "check_batch_norm",
     "HYPERSPHERE_CONSTRAINTS",
     "SVDDNet",
     "check_batch_norm",
