@@ -115,7 +115,8 @@ class ESAD(BaseSemiSupervisedDetector):
         It decays along a cosine over the epochs.
     {weight_decay}
     {early_stopping}
-        The held-out rows keep their labels.
+        The held-out rows keep their labels; the best weights are sought
+        among the epochs after the ramp of the entropy weight.
     {validation_fraction}
     {n_iter_no_change}
     {tol}
@@ -277,7 +278,7 @@ class ESAD(BaseSemiSupervisedDetector):
         anomaly_target = make_anomaly_target(self.anomaly_target, X_train, rng.device)
         max_iter = self._epochs(X_train.shape[0])
         warmup = min(_WARMUP_EPOCHS, max_iter // 10)
-        epoch = [0]  # advanced by end_of_epoch across both phases
+        epoch = 0  # counted by end_of_epoch across both phases
 
         def batch_loss(x, lab, targets):
             z, x_hat, z_hat = net(x)
@@ -289,11 +290,16 @@ class ESAD(BaseSemiSupervisedDetector):
                 lab,
                 targets,
                 eta=float(self.eta),
-                entropy_weight=ramp_weight(self.entropy_weight, epoch[0], warmup),
+                entropy_weight=ramp_weight(self.entropy_weight, epoch, warmup),
                 consistency_weight=float(self.consistency_weight),
                 norm_loss=self.anomaly_norm_loss,
             )
             return loss, parts, x_hat
+
+        def targets(x, lab):
+            """Reconstruction targets of the rows labelled anomalous."""
+            anomalous = lab == -1
+            return anomaly_target(x[anomalous]) if anomalous.any() else None
 
         optimizers = [self._optimizer(net.parameters())]
         if disc is not None:
@@ -305,9 +311,7 @@ class ESAD(BaseSemiSupervisedDetector):
 
         def step(idx):
             x, lab = X_train[idx], lab_train[idx]
-            anomalous = lab == -1
-            targets = anomaly_target(x[anomalous]) if anomalous.any() else None
-            loss, parts, x_hat = batch_loss(x, lab, targets)
+            loss, parts, x_hat = batch_loss(x, lab, targets(x, lab))
             if disc is None:
                 return {"loss": loss, **parts}
             return self._adversarial_update(
@@ -315,16 +319,16 @@ class ESAD(BaseSemiSupervisedDetector):
             )
 
         def end_of_epoch(history):
-            epoch[0] += 1
+            nonlocal epoch
+            epoch += 1
             for scheduler in schedulers:
                 scheduler.step()
 
         val = None
         if val_idx is not None:
             X_val, lab_val = X[val_idx], labels[val_idx]
-            anomalous = lab_val == -1
-            # drawn once: the validation loss is comparable across epochs
-            val_targets = anomaly_target(X_val[anomalous]) if anomalous.any() else None
+            # drawn once, so that validation losses compare across epochs
+            val_targets = targets(X_val, lab_val)
 
             def val():
                 return batch_loss(X_val, lab_val, val_targets)[0].mean()
