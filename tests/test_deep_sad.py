@@ -11,8 +11,8 @@ from skad import DeepSAD, DeepSVDD
 from skad.deep_sad import deep_sad_loss
 from skad.metrics import roc_auc, roc_auc_scorer
 from skad.utils import semi_supervised_labels
+from tests._helpers import clustered_task
 from tests.conftest import make_planted
-from tests.test_esad import clustered_task
 
 FAST = dict(device="cpu", random_state=0)
 

@@ -5,30 +5,17 @@ import pytest
 import torch
 from sklearn.model_selection import GridSearchCV, KFold
 
-from skad import ESAD
-from skad.esad import _auto_sizes, anomaly_norm_loss
+from skad import ESAD, _hypersphere
+from skad._validation import InvalidParameterError
+from skad.esad import _loss as esad_loss_module
+from skad.esad._loss import anomaly_norm_loss, oversampling_weights
+from skad.esad._net import default_sizes
 from skad.metrics import roc_auc, roc_auc_scorer
 from skad.utils import semi_supervised_labels
+from tests._helpers import clustered_task
 from tests.conftest import make_planted
 
 FAST = dict(device="cpu", random_state=0)
-
-
-def clustered_task(seed=0):
-    """make_planted's normal manifold plus a tight cluster of anomalies.
-
-    A cluster of 40 training anomalies (6 %) is dense enough for an
-    unsupervised model to learn it as normal; a few labels say otherwise.
-    Returns training rows, their truth, test rows and their truth.
-    """
-    X, _ = make_planted(n_normal=900, n_anomaly=0, n_features=8, seed=seed)
-    rng = np.random.default_rng(seed + 100)
-    cluster = rng.uniform(-3, 3, size=8) + 0.3 * rng.normal(size=(90, 8))
-    X_train = np.vstack([X[:600], cluster[:40]])
-    y_train = np.r_[np.zeros(600, int), np.ones(40, int)]
-    X_test = np.vstack([X[600:], cluster[40:]])
-    y_test = np.r_[np.zeros(300, int), np.ones(50, int)]
-    return X_train, y_train, X_test, y_test
 
 
 def test_five_labelled_anomalies_beat_the_unlabelled_fit():
@@ -151,19 +138,21 @@ def test_score_is_sum_of_scaled_terms():
 def test_oversampling_weights_reach_the_batch_share():
     labels = torch.zeros(640, dtype=torch.int64)
     labels[:5] = -1
-    est = ESAD(anomaly_batch_fraction=0.05, batch_size=128)
-    w = est._sample_weights(labels)
+    w = oversampling_weights(labels, 0.05, 128)
     assert float(w[:5].sum() / w.sum()) == pytest.approx(0.05)
-    assert est._sample_weights(torch.zeros(10, dtype=torch.int64)) is None
+    assert oversampling_weights(torch.zeros(10, dtype=torch.int64), 0.05, 128) is None
+    # at least 2 rows of a full batch: 2 / 16 > 0.05
+    w = oversampling_weights(labels, 0.05, 16)
+    assert float(w[:5].sum() / w.sum()) == pytest.approx(2 / 16)
     # already frequent enough: natural sampling
     labels[:100] = -1
-    assert est._sample_weights(labels) is None
+    assert oversampling_weights(labels, 0.05, 128) is None
 
 
-def test_auto_sizes():
-    assert _auto_sizes(6) == ((32, 16), 4)
-    assert _auto_sizes(21) == ((32, 16), 8)
-    assert _auto_sizes(512) == ((256, 128), 64)
+def test_default_sizes():
+    assert default_sizes(6) == ((32, 16), 4)
+    assert default_sizes(21) == ((32, 16), 8)
+    assert default_sizes(512) == ((256, 128), 64)
 
 
 class _Recorder(ESAD):
@@ -193,3 +182,65 @@ def test_grid_search_splits_labels_with_folds():
         np.testing.assert_array_equal(seen, expected)
     np.testing.assert_array_equal(_Recorder.seen[6], labels)
     assert search.best_params_["entropy_weight"] in (0.5, 1.0)
+
+
+def test_inverse_norm_term_is_the_shared_inverse_distance():
+    sq = torch.tensor([0.0, 1e-4, 0.5, 3.0, 1e6])
+    expected = _hypersphere.inverse_distance(sq, eps=1e-3)
+    assert torch.equal(anomaly_norm_loss(sq, "inverse"), expected)
+    assert esad_loss_module.inverse_distance is _hypersphere.inverse_distance
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(hidden_layer_sizes=(-4,)),
+        dict(hidden_layer_sizes=(0,)),
+        dict(hidden_layer_sizes=(float("nan"), 1, 1)),
+        dict(hidden_layer_sizes=(16.5, 8)),
+        dict(hidden_layer_sizes=(True,)),
+        dict(hidden_layer_sizes=16),
+        dict(latent_dim=0),
+        dict(latent_dim=2.5),
+    ],
+)
+def test_invalid_sizes_raise_before_any_network(params):
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    est = ESAD(max_iter=1, **FAST, **params)
+    with pytest.raises(InvalidParameterError, match="hidden_layer_sizes|latent_dim"):
+        est.fit(X)
+    assert not hasattr(est, "network_")
+
+
+def test_valid_sizes_are_used():
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    est = ESAD(max_iter=1, hidden_layer_sizes=[6, 5], latent_dim=2, **FAST).fit(X)
+    assert est.hidden_layer_sizes_ == (6, 5) and est.latent_dim_ == 2
+    linear = ESAD(max_iter=1, hidden_layer_sizes=(), **FAST).fit(X)
+    assert linear.hidden_layer_sizes_ == ()
+
+
+def test_batch_norm_needs_two_rows_per_batch():
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    est = ESAD(max_iter=1, norm="batch", batch_size=1, **FAST)
+    with pytest.raises(ValueError, match="norm='batch' needs at least 2 rows"):
+        est.fit(X)
+    assert not hasattr(est, "network_")
+    ESAD(max_iter=1, norm="layer", batch_size=1, **FAST).fit(X)
+
+
+@pytest.mark.parametrize(
+    "anomaly_score", ["sum", "robust_sum", "reconstruction", "norm"]
+)
+def test_huge_row_gets_a_large_finite_score(anomaly_score):
+    X, _ = make_planted(n_normal=150, n_anomaly=15)
+    est = ESAD(max_iter=3, anomaly_score=anomaly_score, **FAST).fit(X)
+    huge = np.vstack([X[:3] * 1e30, X[:3]])  # finite in float32
+    # the score itself is finite: no need for the base's non-finite guard
+    anomaly = est._map_chunks(est._score, huge)
+    assert np.all(np.isfinite(anomaly))
+    assert np.all(anomaly[:3] > 1e20)
+    assert np.all(np.isfinite(est.score_samples(huge)))
+    np.testing.assert_array_equal(est.predict(huge[:3]), [-1, -1, -1])
+    # ordinary rows keep their float32 scores
+    np.testing.assert_array_equal(est.score_samples(huge[3:]), est.score_samples(X[:3]))
