@@ -142,12 +142,13 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
         GAN needs a number of updates rather than of passes over the data.
     {batch_size}
     {learning_rate_init}
-        Learning rate of the generator (Adam betas 0.5, 0.999).
+        It is the generator's; both networks use Adam betas (0.5, 0.999).
     {weight_decay}
     {early_stopping}
-        The validation loss is the mean of the three score terms (pretext
-        errors and feature mismatch) on the held-out rows; otherwise the
-        summed generator and discriminator loss is watched.
+        The validation loss is the sum of the three score terms (the two
+        pretext errors and the feature mismatch), averaged over the held-out
+        rows; the training loss is the summed generator and discriminator
+        loss.
     {validation_fraction}
     {n_iter_no_change}
         The default switches the training-loss rule off in practice
