@@ -1,6 +1,7 @@
 """Tests of DiscriminatorGuidedGAN (vector and image modes)."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -8,7 +9,10 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 
-from skad.discriminator_guided_gan import DiscriminatorGuidedGAN
+from skad._validation import InvalidParameterError
+from skad.discriminator_guided_gan import DiscriminatorGuidedGAN, _estimator
+from skad.discriminator_guided_gan._net import default_channels, max_conv_stages
+from skad.exceptions import TrainingWarning
 from tests.conftest import make_planted
 
 FAST = dict(device="cpu", max_iter=40, random_state=0)
@@ -54,7 +58,7 @@ def test_reconstruction_generator_loss(planted_data):
 @pytest.mark.parametrize(
     "params",
     [
-        dict(mode="restore"),
+        dict(pretext_target="restore"),
         dict(transforms="orthogonal", n_transforms=4),
         dict(feature_layers="all"),
     ],
@@ -105,6 +109,109 @@ def test_early_stopping_records_validation(planted_data):
     assert len(det.validation_scores_) == det.n_iter_
 
 
+def test_default_hidden_layer_sizes(fitted_guided):
+    # 8 features: h = clip(2 * 8, 64, 128) = 64, then h // 2
+    det = fitted_guided
+    assert det.hidden_layer_sizes_ == (64, 32) and det.latent_dim_ == 2
+    widths = [m.out_features for m in det.generator_.modules() if _is_linear(m)]
+    assert widths == [64, 32, 2, 32, 64, 8]
+    trunk = [m.out_features for m in det.discriminator_.trunk if _is_linear(m)]
+    assert trunk == [64, 32]
+    wide = DiscriminatorGuidedGAN(device="cpu", max_iter=1).fit(np.eye(100)[:, :80])
+    assert wide.hidden_layer_sizes_ == (128, 64) and wide.latent_dim_ == 20
+
+
+def _is_linear(module):
+    return isinstance(module, torch.nn.Linear)
+
+
+def test_hidden_layer_sizes_vector(planted_data):
+    X, _ = planted_data
+    det = DiscriminatorGuidedGAN(
+        hidden_layer_sizes=[24, 12, 6], latent_dim=3, device="cpu", max_iter=2
+    ).fit(X)
+    assert det.hidden_layer_sizes_ == (24, 12, 6)
+    gen = [m.out_features for m in det.generator_.modules() if _is_linear(m)]
+    # the encoder uses the widths, the decoder mirrors them
+    assert gen == [24, 12, 6, 3, 6, 12, 24, 8]
+    trunk = [m.out_features for m in det.discriminator_.trunk if _is_linear(m)]
+    assert trunk == [24, 12, 6]
+    assert det.discriminator_.cls.in_features == 6
+    assert np.all(np.isfinite(det.score_samples(X)))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(hidden_layer_sizes=(-4,)),
+        dict(hidden_layer_sizes=(0,)),
+        dict(hidden_layer_sizes=(64, 0)),
+        dict(hidden_layer_sizes=()),
+        dict(hidden_layer_sizes=(32.5,)),
+        dict(hidden_layer_sizes=(np.nan, 1, 1)),
+        dict(hidden_layer_sizes=64),
+        dict(n_transforms=1),
+        dict(latent_dim=0),
+        dict(latent_dim=-2),
+        dict(pretext_target="keep"),
+    ],
+)
+def test_invalid_parameters_raise_before_building(planted_data, params):
+    X, _ = planted_data
+    det = DiscriminatorGuidedGAN(device="cpu", max_iter=1, **params)
+    with pytest.raises(InvalidParameterError):
+        det.fit(X)
+    assert not hasattr(det, "generator_")
+
+
+@pytest.mark.parametrize("old", ["mode", "hidden_dim"])
+def test_old_parameter_names_are_gone(old):
+    # renamed to pretext_target and hidden_layer_sizes
+    with pytest.raises(TypeError, match=old):
+        DiscriminatorGuidedGAN(**{old: None})
+
+
+def test_max_iter_auto_rule():
+    # the base's rule: the fewest epochs giving 600 updates, in [5, 300]
+    det = DiscriminatorGuidedGAN(batch_size=2)
+    assert det._epochs(26) == 47  # 13 updates per epoch: ceil(600 / 13)
+    assert det._epochs(4) == 300  # 2 per epoch: ceil(600 / 2) = 300
+    assert DiscriminatorGuidedGAN()._epochs(10) == 300  # 1 update per epoch
+    assert DiscriminatorGuidedGAN()._epochs(100_000) == 5
+
+
+def test_collapse_warning_is_silent_with_verbose_0(planted_data, monkeypatch, capfd):
+    # any generator counts as collapsed below a variance ratio of 10
+    X, _ = planted_data
+    monkeypatch.setattr(_estimator, "COLLAPSE_RATIO", 10.0)
+    det = DiscriminatorGuidedGAN(device="cpu", max_iter=2, random_state=0, verbose=0)
+    with pytest.warns(TrainingWarning, match="generator collapsed"):
+        det.fit(X)
+    assert det.mode_collapse_
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_no_collapse_warning(planted_data):
+    X, _ = planted_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingWarning)
+        det = DiscriminatorGuidedGAN(**FAST).fit(X)
+    assert not det.mode_collapse_
+
+
+def test_huge_row_scores_finite_and_anomalous(fitted_guided, planted_data):
+    X, _ = planted_data
+    Z = np.vstack([X[:5], X[:1] * 1e30, -X[1:2] * 1e30]).astype(np.float32)
+    for score in SCORES:
+        det = pickle.loads(pickle.dumps(fitted_guided)).set_params(anomaly_score=score)
+        # finite without the base's guard for non-finite scores
+        raw = det._score_samples(Z, finite=False)
+        assert np.all(np.isfinite(raw)), score
+        assert np.all(np.isfinite(det.score_samples(Z)))
+    assert fitted_guided.predict(Z)[5:].tolist() == [-1, -1]
+
+
 def test_rejects_wrong_dimensions(fitted_guided):
     with pytest.raises(ValueError):
         fitted_guided.score_samples(np.zeros((3, 2, 2)))
@@ -140,7 +247,7 @@ def fitted_digits(digits_task):
 def test_image_mode_digits(fitted_digits, digits_task):
     _, X_test, y_test = digits_task
     det = fitted_digits
-    assert det.image_shape_ == (1, 8, 8) and det.n_transforms_ == 8
+    assert det.input_shape_ == (1, 8, 8) and det.n_transforms_ == 8
     s = det.score_samples(X_test)
     assert s.shape == (len(y_test),) and np.all(np.isfinite(s))
     auc = roc_auc_score(y_test, -s)
@@ -148,10 +255,52 @@ def test_image_mode_digits(fitted_digits, digits_task):
     assert set(np.unique(det.predict(X_test))) <= {-1, 1}
 
 
+def test_image_mode_default_networks(fitted_digits):
+    # today's networks: 32 channels doubling at the one stride-2 stage of 8x8
+    det = fitted_digits
+    assert det.hidden_layer_sizes_ == (32, 64) and det.latent_dim_ == 16
+    convs = [
+        (m.in_channels, m.out_channels, m.stride[0])
+        for m in det.generator_.modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
+    assert convs == [(1, 32, 1), (32, 64, 2), (64, 32, 1), (32, 1, 1)]
+    trunk = det.discriminator_.trunk
+    assert [type(m).__name__ for m in trunk].count("Conv2d") == 2
+    assert trunk[-2].in_features == 64 * 4 * 4 and trunk[-2].out_features == 64
+    # a huge image scores finite (without the base's guard) and anomalous
+    huge = np.concatenate([np.full((1, 1, 8, 8), 1e30), np.zeros((1, 1, 8, 8))])
+    assert np.all(np.isfinite(det._score_samples(huge, finite=False)))
+    assert det.predict(huge)[0] == -1
+
+
+def test_image_stages():
+    assert max_conv_stages(8, 8) == 2 and default_channels(8, 8) == (32, 64)
+    assert default_channels(32, 32) == (32, 64, 128, 256)
+    assert default_channels(6, 4) == (32,) and max_conv_stages(12, 10) == 2
+
+
+def test_image_hidden_layer_sizes(digits_task):
+    X_train, X_test, _ = digits_task
+    det = DiscriminatorGuidedGAN(
+        hidden_layer_sizes=(4,), device="cpu", max_iter=1, random_state=0
+    ).fit(X_train)
+    assert det.hidden_layer_sizes_ == (4,)
+    convs = [m for m in det.generator_.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [4, 1]
+    assert det.discriminator_.cls.in_features == 8
+    assert np.all(np.isfinite(det.score_samples(X_test)))
+    too_deep = DiscriminatorGuidedGAN(hidden_layer_sizes=(8, 16, 32), max_iter=1)
+    with pytest.raises(ValueError, match="8x8 images allow at most 2"):
+        too_deep.fit(X_train)
+    assert not hasattr(too_deep, "generator_")
+
+
 def test_image_mode_checks_shape(fitted_digits):
     with pytest.raises(ValueError, match="images"):
         fitted_digits.score_samples(np.zeros((2, 64)))
-    with pytest.raises(ValueError, match="images"):
+    # the base names the fitted sample shape
+    with pytest.raises(ValueError, match=r"shape \(1, 8, 8\)"):
         fitted_digits.score_samples(np.zeros((2, 1, 4, 4)))
 
 
