@@ -44,7 +44,7 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from skad import _engine, _nn
+from skad import _engine, _nn, _robust
 from skad._device import has_tensors, map_location, map_tensors, resolve_device
 from skad._docstrings import fill_shared_docs
 from skad._validation import (
@@ -99,13 +99,18 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     described in the module docstring.
 
     Shared parameters (subclasses accept them by these names):
-    ``contamination``, ``max_iter``, ``batch_size``, ``learning_rate_init``,
-    ``weight_decay``, ``early_stopping``, ``validation_fraction``,
+    ``contamination``, ``train_contamination``, ``max_iter``, ``batch_size``,
+    ``learning_rate_init``, ``weight_decay``, ``early_stopping``,
+    ``validation_fraction``,
     ``n_iter_no_change``, ``tol``, ``device``, ``random_state``, ``verbose``.
     """
 
     _parameter_constraints: dict = {
         "contamination": [Interval(Real, 0, 0.5, closed="right"), StrOptions({"auto"})],
+        "train_contamination": [
+            Interval(Real, 0, 0.5, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "max_iter": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -128,6 +133,10 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     #: ``max_iter="auto"``: epochs that give at least this many mini-batch
     #: updates, bounded by ``(min_epochs, max_epochs)`` (None: unbounded).
     _auto_updates: tuple[int, int, int | None] = (1000, 10, 500)
+
+    #: ``train_contamination="auto"``: share of the unlabelled training rows
+    #: left out of training (chosen on validation splits, see the user guide).
+    _auto_train_contamination = 0.1
 
     #: Set True in subclasses whose ``_score`` takes gradients.
     _score_needs_grad = False
@@ -420,10 +429,14 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         for m in modules.values():
             m.to(self.device_)
 
-        X_t = _engine.to_tensor(X, self.device_)
+        X_fit, labels_fit = self._robust_rows(X, labels, rng)
+        X_t = _engine.to_tensor(X_fit, self.device_)
         labels_t = (
-            None if labels is None else torch.as_tensor(labels, device=self.device_)
+            None
+            if labels_fit is None
+            else torch.as_tensor(labels_fit, device=self.device_)
         )
+        del X_fit
         try:
             self._fit_networks(X_t, labels_t, rng)
         except TrainingDivergedError as exc:
@@ -458,6 +471,20 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
             self.offset_ = -_auto_threshold(anomaly)
         else:
             self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+
+    def _robust_rows(self, X, labels, rng):
+        """The training rows (and labels) the networks are trained on: the
+        most suspect ``train_contamination`` share of the unlabelled rows is
+        left out (:mod:`skad._robust`); labelled rows always stay."""
+        fraction = self.train_contamination
+        if fraction == "auto":
+            fraction = self._auto_train_contamination
+        self.train_contamination_ = float(fraction)
+        keep = _robust.training_rows(X, labels, self.train_contamination_, rng.seed)
+        self.n_excluded_ = int((~keep).sum())
+        if self.n_excluded_ == 0:
+            return X, labels
+        return X[keep], (None if labels is None else labels[keep])
 
     @staticmethod
     def _scale_hint(exc: TrainingDivergedError, scale: float):

@@ -59,6 +59,7 @@ class DeepSAD(BaseSemiSupervisedDetector):
         Weight of the labelled rows' terms against the unlabelled ones (the
         paper's eta; > 1 emphasises the labels).
     {contamination}
+    {train_contamination}
     {max_iter}
     {batch_size}
     {learning_rate_init}
@@ -124,6 +125,7 @@ class DeepSAD(BaseSemiSupervisedDetector):
         norm=None,
         eta=1.0,
         contamination=0.1,
+        train_contamination=0.0,
         max_iter=50,
         batch_size=128,
         learning_rate_init=1e-3,
@@ -142,6 +144,7 @@ class DeepSAD(BaseSemiSupervisedDetector):
         self.norm = norm
         self.eta = eta
         self.contamination = contamination
+        self.train_contamination = train_contamination
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init

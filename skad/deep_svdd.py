@@ -41,6 +41,7 @@ class DeepSVDD(BaseDeepDetector):
         Optional normalisation after each hidden layer (without affine shift,
         keeping the network bias-free).
     {contamination}
+    {train_contamination}
     {max_iter}
     {batch_size}
     {learning_rate_init}
@@ -91,6 +92,7 @@ class DeepSVDD(BaseDeepDetector):
         activation="leaky_relu",
         norm=None,
         contamination=0.1,
+        train_contamination=0.0,
         max_iter=50,
         batch_size=128,
         learning_rate_init=1e-3,
@@ -108,6 +110,7 @@ class DeepSVDD(BaseDeepDetector):
         self.activation = activation
         self.norm = norm
         self.contamination = contamination
+        self.train_contamination = train_contamination
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init

@@ -303,6 +303,7 @@ class ReverseDistillation(BaseDeepDetector):
     contamination : float, default=0.1
         Expected share of outliers; ``offset_`` is that quantile of the
         training scores. Must be in (0, 0.5].
+    {train_contamination}
     max_iter : int, default=100
         Number of epochs of the student (OCBE + decoder), raised on small data
         sets to reach ``min_updates`` updates.
@@ -390,6 +391,7 @@ class ReverseDistillation(BaseDeepDetector):
         min_updates=2000,
         sigma=4.0,
         contamination=0.1,
+        train_contamination=0.0,
         max_iter=100,
         batch_size=128,
         learning_rate_init=1e-3,
@@ -412,6 +414,7 @@ class ReverseDistillation(BaseDeepDetector):
         self.min_updates = min_updates
         self.sigma = sigma
         self.contamination = contamination
+        self.train_contamination = train_contamination
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init

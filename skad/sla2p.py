@@ -262,6 +262,7 @@ class SLA2P(BaseDeepDetector):
     contamination : float, default=0.1
         Expected share of outliers; ``offset_`` is that quantile of the
         training scores. Must be in (0, 0.5].
+    {train_contamination}
     max_iter : int, default=30
         Cap on training epochs when ``acc_threshold`` is not reached. An
         epoch here sees ``min(n_samples, 1024)`` rows, each paired with
@@ -354,6 +355,7 @@ class SLA2P(BaseDeepDetector):
         normalize="sphere",
         perturbation=True,
         contamination=0.1,
+        train_contamination=0.0,
         max_iter=30,
         batch_size=128,
         learning_rate_init=1e-3,
@@ -374,6 +376,7 @@ class SLA2P(BaseDeepDetector):
         self.normalize = normalize
         self.perturbation = perturbation
         self.contamination = contamination
+        self.train_contamination = train_contamination
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init

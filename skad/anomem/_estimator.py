@@ -147,6 +147,7 @@ class AnoMem(BaseSemiSupervisedDetector):
     contamination : float, default=0.1
         Expected share of outliers; ``offset_`` is that quantile of the
         training scores. Must be in (0, 0.5].
+    {train_contamination}
     max_iter : int, default=20
         Stage-1 epochs.
     batch_size : int, default=256
@@ -304,6 +305,7 @@ class AnoMem(BaseSemiSupervisedDetector):
         memory_init="data",
         min_updates=0,
         contamination=0.1,
+        train_contamination=0.0,
         max_iter=20,
         batch_size=256,
         learning_rate_init=1e-3,
@@ -345,6 +347,7 @@ class AnoMem(BaseSemiSupervisedDetector):
         self.memory_init = memory_init
         self.min_updates = min_updates
         self.contamination = contamination
+        self.train_contamination = train_contamination
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init

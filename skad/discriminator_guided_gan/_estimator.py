@@ -136,6 +136,7 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
         Padding of the convolutions in image mode (zero padding leaks absolute
         position, which the paper found to hurt). Ignored for vectors.
     {contamination}
+    {train_contamination}
     {max_iter}
         One epoch makes one discriminator and one generator update per
         mini-batch; ``"auto"`` aims at 600 updates, within 5 to 300 epochs: a
@@ -262,6 +263,7 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
         feature_layers="all",
         padding_mode="zeros",
         contamination=0.1,
+        train_contamination=0.0,
         max_iter="auto",
         batch_size=128,
         learning_rate_init=1e-3,
@@ -292,6 +294,7 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
         self.feature_layers = feature_layers
         self.padding_mode = padding_mode
         self.contamination = contamination
+        self.train_contamination = train_contamination
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init

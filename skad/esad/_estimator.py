@@ -109,6 +109,7 @@ class ESAD(BaseSemiSupervisedDetector):
     adversarial_weight : float, default=1.0
         Weight of the feature-matching loss when ``adversarial=True``.
     {contamination}
+    {train_contamination}
     {max_iter}
     {batch_size}
     {learning_rate_init}
@@ -202,6 +203,7 @@ class ESAD(BaseSemiSupervisedDetector):
         adversarial=False,
         adversarial_weight=1.0,
         contamination=0.1,
+        train_contamination=0.0,
         max_iter=100,
         batch_size=128,
         learning_rate_init=1e-3,
@@ -229,6 +231,7 @@ class ESAD(BaseSemiSupervisedDetector):
         self.adversarial = adversarial
         self.adversarial_weight = adversarial_weight
         self.contamination = contamination
+        self.train_contamination = train_contamination
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
