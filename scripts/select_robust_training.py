@@ -40,7 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "adbench"
+DATA = Path(
+    os.environ.get(
+        "SKAD_ADBENCH_DIR",
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "adbench",
+    )
+)
 
 DEV_DATASETS = [
     "Classical/4_breastw",
