@@ -143,10 +143,16 @@ BAD_INPUT = [
         "contamination_0.6", ValueError, "contamination", params={"contamination": 0.6}
     ),
     Case(
-        "contamination_auto",
+        "contamination_str",
         ValueError,
         "contamination",
-        params={"contamination": "auto"},
+        params={"contamination": "half"},
+    ),
+    Case(
+        "train_contamination_0.5",
+        ValueError,
+        "train_contamination",
+        params={"train_contamination": 0.5},
     ),
     Case("batch_size_0", ValueError, "batch_size", params={"batch_size": 0}),
     Case("batch_size_neg", ValueError, "batch_size", params={"batch_size": -8}),
