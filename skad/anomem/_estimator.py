@@ -14,6 +14,12 @@ from skad.base import BaseSemiSupervisedDetector
 
 __all__ = ["AnoMem"]
 
+#: Scoring saturates every input value at this multiple of the largest
+#: magnitude in the training rows (at least 1): a row far beyond the
+#: training data still gets a large finite score, where its LayerNorm
+#: variance and squared deviations would overflow float32. Values inside the
+#: bound are unchanged.
+INPUT_SATURATION = 1e3
 #: Encoder widths (vector mode) or channels (image mode) when
 #: ``hidden_layer_sizes=None``.
 DEFAULT_HIDDEN_LAYER_SIZES = {"vector": (128, 128, 64), "image": (32, 64, 128)}
@@ -340,6 +346,7 @@ default="auto"
                 val_augment = self._augmenter(X_train, std, g)
                 return _loss.stage1_loss(net, X_val, X_val[:0], val_augment)["loss"]
 
+        net.input_bound.fill_(INPUT_SATURATION * max(1.0, float(X.abs().max())))
         net.init_slots_from_data(X_train, gen)
         self._fit_phases(
             self._phase(
@@ -412,6 +419,7 @@ default="auto"
 
     def _score(self, X):
         net = self.network_
+        X = X.clamp(-net.input_bound, net.input_bound)
         maps = net.deviation_maps(X)
         d = (net.scale_deviations(X, maps) - net.dev_mean) / net.dev_std
         w = torch.as_tensor(self.scale_weights_, dtype=X.dtype, device=X.device)

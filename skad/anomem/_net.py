@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -106,6 +108,10 @@ class _AnoMemNet(nn.Module):
         self.map_sizes = list(map_sizes if map_sizes is not None else widths)
         # training mean of every deviation-map entry (ones = no rescaling)
         self.register_buffer("map_scale", torch.ones(sum(self.map_sizes)))
+        # scoring saturates inputs at this magnitude (set from the training
+        # rows): the norms and squared deviations of rows far beyond it would
+        # overflow float32
+        self.register_buffer("input_bound", torch.tensor(math.inf))
 
     def forward(self, x):
         """Features, retrievals and attentions of every stage.
