@@ -85,14 +85,15 @@ default="auto"
         (16 in a batch of 256). *Reconstructed.*
     {contamination}
     {max_iter}
-        Stage-1 epochs (the head of stage 2 trains for a fixed 30).
-        ``"auto"``: at least 20 epochs and 500 mini-batch updates.
+        AnoMem counts stage-1 epochs (the head of stage 2 trains for a
+        fixed 30); ``"auto"`` runs at least 20 epochs and 500 updates.
     {batch_size}
     {learning_rate_init}
-        Both stages.
+        Used in both stages.
     {weight_decay}
     {early_stopping}
-        Stage 1; the held-out rows get fixed augmentations.
+        AnoMem applies it to stage 1; the held-out rows get fixed
+        augmentations.
     {validation_fraction}
     {n_iter_no_change}
     {tol}
