@@ -8,13 +8,47 @@ Nothing here touches a benchmark test row. For every development dataset:
    70/30 with seed 1000, into an inner training part and a validation part;
 3. each candidate configuration is fitted on the inner training part in the
    requested setting (one-class: its normal rows; semi-supervised: all rows
-   with a tenth of the anomalies labelled -1) inside the benchmark's
-   ``StandardScaler`` pipeline and scored on the validation part.
+   with a tenth of the anomalies labelled -1; unsupervised: all rows, no
+   labels) inside the benchmark's ``StandardScaler`` pipeline and scored on
+   the validation part.
 
 The mean validation ROC AUC per configuration and setting is printed; rows
 are appended to ``--output`` (resumable). Usage::
 
     python scripts/select_anomem_defaults.py --output sel.csv --jobs 2
+
+The record, ``scripts/anomem_selection.csv``, holds every configuration ever
+compared. Most of them varied switches that lost there and were removed
+from AnoMem (``norm``, ``standardize_maps``, ``memory_contrast``,
+``memory_init``, ``min_updates``), or a choice that is now a module constant
+(``memory_temperature``), or ran 30 epochs with random initial slots; they
+cannot run any more and stay in the CSV as the record. Their overrides of
+the parameters AnoMem had then (``memory_init="random"`` unless named):
+
+* ``previous``: ``memory_contrast="symmetric"``, ``max_iter=30``;
+* ``one-way``: one-way memory contrast, ``max_iter=30``; the following
+  change one thing of it: ``norm-layer`` (``norm="layer"``), ``norm-none``
+  (``norm=None``), ``raw-maps`` (``standardize_maps=False``), ``head-only``
+  (``combine_detectors=False``, today's ``anomaly_score="learned"``),
+  ``sharp-memory`` (``memory_temperature=0.05``), ``wide-memory``
+  (``n_prototypes=(256, 256, 256)``), ``euclidean``
+  (``retrieval="euclidean"``);
+* ``one-way-20``: one-way, ``max_iter=20``; the following change it:
+  ``sharp-wide`` / ``sharper-wide`` (256 slots per scale,
+  ``memory_temperature`` 0.05 / 0.02), ``first-scale``
+  (``scale_weights=(1, 0, 0)``), ``scales-211`` (``scale_weights=(2, 1,
+  1)``), ``min-updates`` (``min_updates=500``), ``combo`` (256 Euclidean
+  slots per scale, ``scale_weights=(2, 1, 1)``);
+* with ``memory_init="data"`` (today's fixed choice), 20 epochs:
+  ``combo-data-sharp`` (``combo`` with ``memory_temperature=0.05``) and
+  ``data-init-min`` (``min_updates=500``; ``max_iter="auto"``, the
+  configuration ``data-init-auto`` below, is its closest current form but
+  counts updates per epoch with a partial last batch, so it is not the same
+  run).
+
+``CONFIGS`` below are the configurations that still run, in today's
+parameters; ``data-init`` is AnoMem's default and ``combo-data`` the
+``AnoMem-wide`` benchmark variant.
 """
 
 from __future__ import annotations
@@ -55,92 +89,28 @@ DEV_DATASETS = [
     "CV_by_ViT/MVTec-AD_pill",
 ]
 
-# overrides of AnoMem's parameters; "previous" is the release before the
-# re-selection (symmetric memory contrast, 30 epochs, random slots)
+#: Overrides of AnoMem's parameters that can still run (see the docstring
+#: for the configurations of the record that cannot).
 CONFIGS = {
-    "previous": dict(memory_contrast="symmetric", max_iter=30),
-    "one-way": dict(memory_contrast="one-way", max_iter=30),
-    "one-way-20": dict(memory_contrast="one-way", max_iter=20),
-    "norm-layer": dict(memory_contrast="one-way", max_iter=30, norm="layer"),
-    "norm-none": dict(memory_contrast="one-way", max_iter=30, norm=None),
-    "raw-maps": dict(memory_contrast="one-way", max_iter=30, standardize_maps=False),
-    "head-only": dict(memory_contrast="one-way", max_iter=30, combine_detectors=False),
-    "sharp-memory": dict(
-        memory_contrast="one-way", max_iter=30, memory_temperature=0.05
-    ),
-    "wide-memory": dict(
-        memory_contrast="one-way", max_iter=30, n_prototypes=(256, 256, 256)
-    ),
-    "sharp-wide": dict(
-        memory_contrast="one-way",
-        max_iter=20,
-        memory_temperature=0.05,
-        n_prototypes=(256, 256, 256),
-    ),
-    "sharper-wide": dict(
-        memory_contrast="one-way",
-        max_iter=20,
-        memory_temperature=0.02,
-        n_prototypes=(256, 256, 256),
-    ),
-    "first-scale": dict(
-        memory_contrast="one-way", max_iter=20, scale_weights=(1, 0, 0)
-    ),
-    "scales-211": dict(memory_contrast="one-way", max_iter=20, scale_weights=(2, 1, 1)),
-    "euclidean": dict(memory_contrast="one-way", max_iter=30, retrieval="euclidean"),
-    "min-updates": dict(memory_contrast="one-way", max_iter=20, min_updates=500),
-    "data-init": dict(memory_contrast="one-way", max_iter=20, memory_init="data"),
-    "combo": dict(
-        memory_contrast="one-way",
-        max_iter=20,
-        n_prototypes=(256, 256, 256),
-        retrieval="euclidean",
-        scale_weights=(2, 1, 1),
-    ),
+    "data-init": {},
+    "data-init-small": dict(n_prototypes=(16, 32, 64)),
     "combo-data": dict(
-        memory_contrast="one-way",
-        max_iter=20,
         n_prototypes=(256, 256, 256),
         retrieval="euclidean",
         scale_weights=(2, 1, 1),
-        memory_init="data",
     ),
     "combo-data-1024": dict(
-        memory_contrast="one-way",
-        max_iter=20,
         n_prototypes=(1024, 256, 256),
         retrieval="euclidean",
         scale_weights=(2, 1, 1),
-        memory_init="data",
     ),
-    "combo-data-sharp": dict(
-        memory_contrast="one-way",
-        max_iter=20,
-        n_prototypes=(256, 256, 256),
-        retrieval="euclidean",
-        scale_weights=(2, 1, 1),
-        memory_init="data",
-        memory_temperature=0.05,
-    ),
-    "data-init-small": dict(
-        memory_contrast="one-way",
-        max_iter=20,
-        memory_init="data",
-        n_prototypes=(16, 32, 64),
-    ),
-    "data-init-min": dict(
-        memory_contrast="one-way", max_iter=20, memory_init="data", min_updates=500
-    ),
+    "data-init-auto": dict(max_iter="auto"),
 }
-# every configuration pins the parameters whose defaults the selection
-# changed, so that it reproduces whatever the current defaults are
-for _name, _cfg in CONFIGS.items():
-    _cfg.setdefault("memory_init", "random")
 REFERENCES = ("KNN",)
 FIELDS = ["dataset", "setting", "config", "roc_auc", "fit_s", "n_fit", "n_val"]
 
 
-def _job(dataset, setting, config):
+def _job(dataset, setting, config, data=DATA):
     import torch
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -151,7 +121,7 @@ def _job(dataset, setting, config):
     from skad.metrics import roc_auc
 
     torch.set_num_threads(1)
-    with np.load(DATA / f"{dataset}.npz") as f:
+    with np.load(Path(data) / f"{dataset}.npz") as f:
         X, y = f["X"], f["y"]
     outer = prepare_split(X, y, 0, "unsupervised")
     inner = prepare_split(
@@ -191,6 +161,7 @@ def main(argv=None):
     )
     parser.add_argument("--datasets", nargs="+", default=DEV_DATASETS)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--data", default=str(DATA), help="ADBench folder")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -206,8 +177,6 @@ def main(argv=None):
         for c in args.configs
         for d in args.datasets
         if (d, s, c) not in done
-        # the head only exists when labels are given
-        and not (c == "head-only" and s == "one-class")
     ]
     new = not os.path.exists(args.output)
     with open(args.output, "a", newline="") as f:
@@ -215,7 +184,7 @@ def main(argv=None):
         if new:
             writer.writeheader()
         results = Parallel(n_jobs=args.jobs, return_as="generator_unordered")(
-            delayed(_job)(*t) for t in todo
+            delayed(_job)(*t, data=args.data) for t in todo
         )
         for row in results:
             writer.writerow(row)

@@ -4,7 +4,7 @@ from skad import all_estimators
 
 #: Per-class keyword arguments that keep the common checks fast on a CPU.
 FAST_PARAMS = {
-    "AnoMem": dict(max_iter=3, detector_max_iter=2),
+    "AnoMem": dict(max_iter=3),
     "DeepSAD": dict(max_iter=3),
     "DeepSVDD": dict(max_iter=3),
     "DiscriminatorGuidedGAN": dict(max_iter=3),

@@ -15,10 +15,17 @@ Jezequel et al., "Anomaly Detection via Multi-Scale Contrasted Memory"
    (with a few labelled anomalies).
 
 The full text was not available; every choice not confirmed by the abstract
-and reviews is a named parameter documented as *reconstructed*.
+and reviews is *reconstructed*. The reconstructed choices a user may want to
+change are parameters; the others, kept by a selection on validation splits
+(``scripts/select_anomem_defaults.py``), are documented module constants:
+``_net`` (``MEMORY_TEMPERATURE``, ``PROJECTION_DIM``), ``_loss``
+(``TEMPERATURE``, ``VARIANCE_WEIGHT``, ``MEMORY_FIT_WEIGHT``,
+``ANOMALY_MARGIN`` and the augmentation strengths) and ``_detector`` (the
+learned head's widths and epochs).
 
 The package is split as anomalib's models are: ``_net`` (modules), ``_loss``
-(contrastive loss and augmentations) and ``_estimator`` (the estimator).
+(stage-1 and head losses, augmentations), ``_detector`` (stage-2 statistics,
+memory health, head initialisation) and ``_estimator`` (the estimator).
 """
 
 from skad.anomem._estimator import AnoMem

@@ -1,4 +1,10 @@
-"""AnoMem stage-1 loss pieces and the vector / image augmentations."""
+"""AnoMem losses: the stage-1 contrastive memory loss, its augmentations
+and the stage-2 head loss, as plain functions of tensors.
+
+The weights and augmentation strengths below are fixed: they were the
+reconstructed defaults that the selection on validation splits kept (see
+``docs/methods/anomem.rst``).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,36 @@ import math
 import torch
 import torch.nn.functional as F
 
+from skad._hypersphere import DEEP_SAD_EPS, inverse_distance
 
-def _contrast(u, v, temperature, negatives=None):
+#: NT-Xent temperature of every contrastive term (SimCLR's default).
+TEMPERATURE = 0.5
+#: Weight of the variance hinge that keeps every slot coordinate's standard
+#: deviation across slots above 1 (against prototype collapse).
+#: *Reconstructed form.*
+VARIANCE_WEIGHT = 1.0
+#: Weight of the mean deviation of normal rows from their retrieval (pulls
+#: the prototypes onto the data). *Reconstructed.*
+MEMORY_FIT_WEIGHT = 1.0
+#: Margin of the hinge ``max(0, m - deviation)`` that pushes labelled
+#: anomalies away from every prototype. *Reconstructed.*
+ANOMALY_MARGIN = 1.0
+#: Vector augmentation: share of the coordinates replaced by the value of a
+#: random other training row (SCARF-style). *Reconstructed.*
+CORRUPTION_RATE = 0.3
+#: Vector augmentation: Gaussian noise of this times each feature's training
+#: standard deviation. *Reconstructed.*
+NOISE_SCALE = 0.05
+#: Image augmentation: area range of the random resized crop.
+CROP_SCALE = (0.2, 1.0)
+#: Image augmentation: brightness / contrast / saturation strength (applied
+#: with probability 0.8).
+COLOR_JITTER = 0.4
+#: Image augmentation: random horizontal flips.
+FLIP = True
+
+
+def contrast(u, v, temperature, negatives=None):
     """Symmetric cross-view NT-Xent: row i of ``u`` matches row i of ``v``;
     other rows (and ``negatives``) are negatives."""
     u = F.normalize(u, dim=1)
@@ -24,7 +58,7 @@ def _contrast(u, v, temperature, negatives=None):
     return 0.5 * (loss_u + loss_v)
 
 
-def _augment_vectors(x, pool, corruption_rate, noise_std, generator):
+def augment_vectors(x, pool, corruption_rate, noise_std, generator):
     """SCARF-style corruption: a share of coordinates takes the value of a
     random other training row; then small Gaussian noise."""
     if corruption_rate > 0:
@@ -40,7 +74,7 @@ def _augment_vectors(x, pool, corruption_rate, noise_std, generator):
     return x
 
 
-def _augment_images(x, crop_scale, color_jitter, flip, generator):
+def augment_images(x, crop_scale, color_jitter, flip, generator):
     """SimCLR-style augmentations with torch ops: random resized crop,
     horizontal flip, brightness/contrast/saturation jitter (p=0.8) and
     grayscale (p=0.2, colour images only)."""
@@ -80,3 +114,58 @@ def _augment_images(x, crop_scale, color_jitter, flip, generator):
         to_gray = (u(b) < 0.2).to(dt).view(b, 1, 1, 1)
         x = to_gray * x.mean(dim=1, keepdim=True).expand_as(x) + (1 - to_gray) * x
     return x
+
+
+def variance_penalty(slots):
+    """VICReg-style hinge: every coordinate should vary across the slots."""
+    std = torch.sqrt(slots.var(dim=0) + 1e-4)
+    return F.relu(1.0 - std).mean()
+
+
+def stage1_loss(net, xb, xa, augment):
+    """Stage-1 loss of a batch of normal rows ``xb`` and labelled anomalies
+    ``xa`` (possibly empty); ``augment(x)`` draws one augmented view.
+
+    Per scale: NT-Xent between the projected features of view a and the
+    projected memory retrieval of view b (labelled anomalies are extra
+    negatives), the memory fit (mean deviation of both views from their
+    retrieval) and, for labelled anomalies, a hinge pushing them away from
+    every prototype. Then an NT-Xent between the final features of the two
+    views and the variance hinge of every memory.
+    """
+    na = xa.shape[0]
+    views = [augment(xb) for _ in range(2)]
+    fa, ra, _ = net(torch.cat([views[0], xa]) if na else views[0])
+    fb, rb, _ = net(views[1])
+    loss = xb.new_zeros(())
+    fit = xb.new_zeros(())
+    n = xb.shape[0]
+    for head, za, zra, zb, zrb in zip(net.heads, fa, ra, fb, rb):
+        # one head call per scale: features of view a against the retrieval
+        # of view b, and the anomalies' features
+        pooled = torch.cat([za[:n].mean(1), zrb.mean(1), za[n:].mean(1)])
+        pa, prb, neg = head(pooled).split([n, n, na])
+        loss = loss + contrast(pa, prb, TEMPERATURE, neg)
+        fit = fit + 0.5 * (
+            net.deviation(za[:n], zra[:n]).mean() + net.deviation(zb, zrb).mean()
+        )
+        if na:
+            dev_a = net.deviation(za[n:], zra[n:]).mean(dim=1)
+            loss = loss + F.relu(ANOMALY_MARGIN - dev_a).mean()
+    pooled = torch.cat([fa[-1][:n].mean(1), fb[-1].mean(1), fa[-1][n:].mean(1)])
+    pa, pb, neg = net.final_head(pooled).split([n, n, na])
+    loss = loss + contrast(pa, pb, TEMPERATURE, neg)
+    var = sum(variance_penalty(m.slots) for m in net.memories)
+    total = loss + VARIANCE_WEIGHT * var + MEMORY_FIT_WEIGHT * fit
+    return {"loss": total, "contrast": loss.detach(), "variance": var.detach()}
+
+
+def head_loss(head, maps, anomaly_maps, eta):
+    """Stage-2 loss of the learned head: the Deep SVDD distance of the
+    normal rows' ``maps``, plus, for labelled anomalies (``anomaly_maps``,
+    or None), Deep SAD's inverse distance weighted by ``eta``."""
+    loss = head.distance(maps).mean()
+    if anomaly_maps is not None:
+        d = head.distance(anomaly_maps)
+        loss = loss + eta * inverse_distance(d, DEEP_SAD_EPS).mean()
+    return loss
