@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The README's benchmark command: installs what it needs, then runs the demo suite.
+# The README's benchmark command: installs what it needs (in the active
+# virtual environment, or in a project-local .venv/ it creates), then runs
+# the benchmark (the demo suite unless told otherwise; arguments are passed
+# to `python -m skad.benchmark`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export OMP_WAIT_POLICY=PASSIVE
-if ! python -c "import skad, matplotlib" 2>/dev/null; then
-    python -m pip install --quiet "torch==2.13.0"
-    python -m pip install --quiet -e ".[dev]"
-fi
-python -m skad.benchmark "$@"
+# shellcheck source=scripts/_env.sh
+source scripts/_env.sh
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+skad_env dev matplotlib
+"$SKAD_PY" -m skad.benchmark "$@"

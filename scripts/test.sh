@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The README's test command: installs what it needs, then runs the suite.
+# The README's test command: installs what it needs (in the active virtual
+# environment, or in a project-local .venv/ it creates), then runs the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export OMP_WAIT_POLICY=PASSIVE
-if ! python -c "import skad, pytest, xdist" 2>/dev/null; then
-    python -m pip install --quiet "torch==2.13.0"
-    python -m pip install --quiet -e ".[dev]"
-fi
-python -m pytest -n 2 -q -p no:cacheprovider "$@"
+# shellcheck source=scripts/_env.sh
+source scripts/_env.sh
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+skad_env dev pytest xdist
+echo "Running the test suite (pytest -n 2; a few minutes on 2 cores) ..."
+"$SKAD_PY" -m pytest -n 2 -q -p no:cacheprovider "$@"
