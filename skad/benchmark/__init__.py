@@ -8,10 +8,11 @@ threads) is described in the README.
 Modules: ``_protocol`` (splits, :class:`EvalJob`, :class:`EvalRecord`),
 ``_speed`` (:class:`SpeedJob`, :class:`SpeedRecord`, sgemm and FLOPs),
 ``_records`` (columns and CSV of typed records), ``_runner`` (child
-processes, timeouts, resumption), ``_run`` (:func:`run`, :func:`run_speed`),
-``_registry`` and ``_adapters`` (detectors by name), ``_suites`` (tasks),
-``_report`` (tables and plots), ``__main__`` (the command line, the only
-place that prints).
+processes, timeouts, resumption), ``_plans`` (:class:`EvalPlan`,
+:class:`SpeedPlan`: jobs, execution, report), ``_run`` (:func:`run`,
+:func:`run_speed`), ``_registry`` and ``_adapters`` (detectors by name),
+``_suites`` (tasks), ``_report`` (tables and plots), ``__main__`` (the
+command line, the only place that prints).
 
 Examples
 --------
@@ -30,11 +31,12 @@ from skad.benchmark._adapters import (
     PyODAdapter,
 )
 from skad.benchmark._baselines import KNN
+from skad.benchmark._plans import EvalPlan, SpeedPlan
 from skad.benchmark._protocol import FIELDS, EvalJob, EvalRecord, prepare_split
 from skad.benchmark._records import read_csv
 from skad.benchmark._registry import VARIANTS, DetectorSpec, get_registry, select
 from skad.benchmark._report import summarize, to_markdown
-from skad.benchmark._run import EvalPlan, SpeedPlan, run, run_speed
+from skad.benchmark._run import run, run_speed
 from skad.benchmark._speed import SpeedJob, SpeedRecord
 from skad.benchmark._suites import Task, get_tasks
 
