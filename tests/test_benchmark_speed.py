@@ -49,7 +49,7 @@ def test_speed_records_have_the_new_fields(tmp_path):
     expected_flops = 2 * (8 * 64 + 64 * 32)
     for r in rows:
         assert r["status"] == "ok", r["error"]
-        assert r["threads"] == 1 and r["device"] == "cpu"
+        assert r["threads"] == 1 and r["device"] == "cpu" and r["score_repeats"] == 3
         assert r["flops_per_row"] == expected_flops
         assert r["sgemm_gflops"] > 0
         assert r["predicted_rows_per_s"] == pytest.approx(

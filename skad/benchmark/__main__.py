@@ -97,6 +97,9 @@ def _parser():
     speed.add_argument(
         "--scoring-features", type=int, default=32, help="features of that data"
     )
+    speed.add_argument(
+        "--repeats", type=int, default=3, help="scoring passes (the fastest counts)"
+    )
     return p
 
 
@@ -153,6 +156,7 @@ def main(argv=None):
             latent=args.latent,
             scoring_rows=args.scoring_rows,
             scoring_features=args.scoring_features,
+            score_repeats=args.repeats,
             **common,
         )
     else:

@@ -68,10 +68,12 @@ class SpeedRecord(BaseRecord):
     ``measurement`` is ``"fit+score"`` (DeepSVDD against its peers) or
     ``"score"`` (every skad detector). Rates: fit rows/s = ``fit_rows`` x
     epochs run / seconds, score rows/s = ``score_rows`` / seconds, each per
-    wall second and per CPU second. ``flops_per_row`` is the forward pass of
-    one scored row; ``predicted_rows_per_s`` = ``sgemm_gflops`` x 1e9 /
-    ``flops_per_row``; ``fraction_of_prediction`` = score rows per CPU second
-    / prediction (the ``fit_`` versions assume training costs
+    wall second and per CPU second; the scoring times are the best (least
+    CPU time) of ``score_repeats`` passes over the same rows.
+    ``flops_per_row`` is the forward pass of one scored row;
+    ``predicted_rows_per_s`` = ``sgemm_gflops`` x 1e9 / ``flops_per_row``;
+    ``fraction_of_prediction`` = score rows per CPU second / prediction (the
+    ``fit_`` versions assume training costs
     :data:`FIT_FLOPS_FACTOR` forward passes per row).
     """
 
@@ -83,6 +85,7 @@ class SpeedRecord(BaseRecord):
         "epochs",
         "batch_size",
         "score_rows",
+        "score_repeats",
         "threads",
         "device",
     )
@@ -99,6 +102,7 @@ class SpeedRecord(BaseRecord):
     epochs_run: int | None = column(int)
     batch_size: int | None = column(int)
     score_rows: int | None = column(int)
+    score_repeats: int | None = column(int)
     fit_seconds: float | None = column(float)
     fit_cpu_seconds: float | None = column(float)
     score_seconds: float | None = column(float)
@@ -215,6 +219,9 @@ class SpeedJob:
     threads : int
     device : str
     seed : int, default=0
+    score_repeats : int, default=3
+        Scoring passes; the least CPU time counts (as :mod:`timeit` does:
+        the least disturbed pass on a shared machine).
     """
 
     record_type = SpeedRecord
@@ -229,6 +236,7 @@ class SpeedJob:
     threads: int
     device: str
     seed: int = 0
+    score_repeats: int = 3
 
     @property
     def label(self) -> str:
@@ -250,6 +258,7 @@ class SpeedJob:
             epochs=self.epochs,
             batch_size=self.batch_size,
             score_rows=self.score_rows,
+            score_repeats=self.score_repeats,
             **values,
         )
 
@@ -276,12 +285,15 @@ class SpeedJob:
         record.fit_cpu_seconds = time.process_time() - c0
         record.epochs_run = int(getattr(est, "n_iter_", self.epochs))
         est.score_samples(X_score[:1000])  # warm-up (allocations, lazy set-up)
-        t0, c0 = time.perf_counter(), time.process_time()
-        scores = est.score_samples(X_score)
-        record.score_seconds = time.perf_counter() - t0
-        record.score_cpu_seconds = time.process_time() - c0
-        if np.shape(scores) != (self.score_rows,):
-            raise ValueError(f"score_samples returned shape {np.shape(scores)}.")
+        for _ in range(max(1, self.score_repeats)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            scores = est.score_samples(X_score)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if record.score_cpu_seconds is None or cpu < record.score_cpu_seconds:
+                record.score_seconds, record.score_cpu_seconds = wall, cpu
+            if np.shape(scores) != (self.score_rows,):
+                raise ValueError(f"score_samples returned shape {np.shape(scores)}.")
+            del scores
         fit_rows = self.fit_rows * record.epochs_run
         record.fit_rows_per_s = fit_rows / record.fit_seconds
         record.fit_rows_per_cpu_s = fit_rows / record.fit_cpu_seconds
@@ -353,6 +365,7 @@ def speed_jobs(
     scoring_features=32,
     scoring_fit_rows=2_048,
     scoring_epochs=2,
+    score_repeats=3,
     threads=1,
     device="cpu",
 ):
@@ -368,6 +381,8 @@ def speed_jobs(
         The DeepSVDD comparison.
     scoring_rows, scoring_features, scoring_fit_rows, scoring_epochs
         The per-detector scoring measurement (defaults otherwise).
+    score_repeats : int, default=3
+        Scoring passes per measurement; the least CPU time counts.
     threads : int, default=1
     device : str, default="cpu"
 
@@ -410,6 +425,7 @@ def speed_jobs(
             batch_size,
             threads,
             device,
+            score_repeats=score_repeats,
         )
         for name in compared
     ]
@@ -427,6 +443,7 @@ def speed_jobs(
                 None,
                 threads,
                 device,
+                score_repeats=score_repeats,
             )
         )
     if not jobs:
@@ -486,7 +503,9 @@ def speed_markdown(records, meta=None) -> str:
         )
     lines += [
         "- rows/s are per CPU second of the measuring process "
-        "(time.process_time); wall times are in speed.csv",
+        "(time.process_time); scoring: the best of "
+        f"{max((r.score_repeats or 1) for r in records)} passes; wall times are "
+        "in speed.csv",
         "",
     ]
     compared = [r for r in records if r.measurement == "fit+score"]
@@ -588,7 +607,7 @@ def _scoring_section(records):
                 factor = 1.0 / r.fraction_of_prediction
                 flag = f"**{factor:.0f}x below prediction**"
         elif r.note:
-            flag = r.note[:100]
+            flag = r.note.split(":", 2)[0] + f" ({r.note.split(':', 2)[1].strip()})"
         flops = "-" if r.flops_per_row is None else f"{r.flops_per_row:,.0f}"
         lines.append(
             f"| {r.detector} | {_rate(r.score_rows_per_cpu_s)} | {flops} "
