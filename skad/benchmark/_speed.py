@@ -69,7 +69,9 @@ class SpeedRecord(BaseRecord):
     ``"score"`` (every skad detector). Rates: fit rows/s = ``fit_rows`` x
     epochs run / seconds, score rows/s = ``score_rows`` / seconds, each per
     wall second and per CPU second; the scoring times are the best (least
-    CPU time) of ``score_repeats`` passes over the same rows.
+    CPU time) of ``score_repeats`` passes over the same rows
+    (``score_first_rows_per_cpu_s``: the first pass, after a 1,000-row
+    warm-up).
     ``flops_per_row`` is the forward pass of one scored row;
     ``predicted_rows_per_s`` = ``sgemm_gflops`` x 1e9 / ``flops_per_row``;
     ``fraction_of_prediction`` = score rows per CPU second / prediction (the
@@ -111,6 +113,7 @@ class SpeedRecord(BaseRecord):
     fit_rows_per_cpu_s: float | None = column(float)
     score_rows_per_s: float | None = column(float)
     score_rows_per_cpu_s: float | None = column(float)
+    score_first_rows_per_cpu_s: float | None = column(float)
     sgemm_gflops: float | None = column(float)
     flops_per_row: float | None = column(float)
     predicted_rows_per_s: float | None = column(float)
@@ -285,10 +288,12 @@ class SpeedJob:
         record.fit_cpu_seconds = time.process_time() - c0
         record.epochs_run = int(getattr(est, "n_iter_", self.epochs))
         est.score_samples(X_score[:1000])  # warm-up (allocations, lazy set-up)
-        for _ in range(max(1, self.score_repeats)):
+        for i in range(max(1, self.score_repeats)):
             t0, c0 = time.perf_counter(), time.process_time()
             scores = est.score_samples(X_score)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if i == 0:
+                record.score_first_rows_per_cpu_s = self.score_rows / cpu
             if record.score_cpu_seconds is None or cpu < record.score_cpu_seconds:
                 record.score_seconds, record.score_cpu_seconds = wall, cpu
             if np.shape(scores) != (self.score_rows,):
@@ -466,8 +471,12 @@ def _ratio(a, b):
     return "-" if not a or not b else f"{a / b:.2f}x"
 
 
-def comparison_ratios(records):
-    """skad.DeepSVDD over the faster peer, by CPU time: ``(fit, score)`` or None."""
+def comparison_ratios(records, score="score_rows_per_cpu_s"):
+    """skad.DeepSVDD over the faster peer, by CPU time: ``(fit, score)`` or None.
+
+    ``score`` names the scoring rate compared (the best pass by default,
+    ``"score_first_rows_per_cpu_s"`` for the first one).
+    """
     ok = {
         r.detector: r
         for r in records
@@ -478,8 +487,9 @@ def comparison_ratios(records):
     if mine is None or not peers:
         return None
     fit = mine.fit_rows_per_cpu_s / max(p.fit_rows_per_cpu_s for p in peers)
-    score = mine.score_rows_per_cpu_s / max(p.score_rows_per_cpu_s for p in peers)
-    return fit, score
+    best_peer = max(getattr(p, score) or 0.0 for p in peers)
+    mine_score = getattr(mine, score)
+    return fit, (mine_score / best_peer if mine_score and best_peer else math.nan)
 
 
 def speed_markdown(records, meta=None) -> str:
@@ -535,16 +545,19 @@ def _comparison_section(records):
             "FLOPs per row / sgemm rate."
             if flops
             else "."
-        ),
+        )
+        + " Scoring: the best of the passes; first pass = the first "
+        f"{ref.score_rows:,}-row pass after a 1,000-row warm-up.",
         "",
         "| detector | fit CPU s | fit rows/s | fit % of peak | score CPU s "
-        "| score rows/s | score % of peak | skad fit ratio | skad score ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| score rows/s | score % of peak | first pass rows/s | skad fit ratio "
+        "| skad score ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in records:
         if r.status != "ok":
             lines.append(
-                f"| {r.detector} | {r.status}: {(r.error or '')[:80]} | | | | | | | |"
+                f"| {r.detector} | {r.status}: {(r.error or '')[:80]} | | | | | | | | |"
             )
             continue
         fit_peak = score_peak = None
@@ -560,18 +573,21 @@ def _comparison_section(records):
             f"| {r.detector} | {r.fit_cpu_seconds:.1f} "
             f"| {_rate(r.fit_rows_per_cpu_s)} | {_pct(fit_peak)} "
             f"| {r.score_cpu_seconds:.2f} | {_rate(r.score_rows_per_cpu_s)} "
-            f"| {_pct(score_peak)} | {fit_ratio} | {score_ratio} |"
+            f"| {_pct(score_peak)} | {_rate(r.score_first_rows_per_cpu_s)} "
+            f"| {fit_ratio} | {score_ratio} |"
         )
     ratios = comparison_ratios(records)
     lines.append("")
     if ratios is not None:
         fit, score = ratios
+        first = comparison_ratios(records, "score_first_rows_per_cpu_s")[1]
         verdict = {True: "met", False: "NOT met"}
         lines.append(
             f"skad.DeepSVDD vs the faster peer, by CPU time: fit {fit:.2f}x "
             f"(target {TARGETS['fit']:g}x: {verdict[fit >= TARGETS['fit']]}), "
             f"scoring {score:.2f}x (target {TARGETS['score']:g}x: "
-            f"{verdict[score >= TARGETS['score']]})."
+            f"{verdict[score >= TARGETS['score']]})"
+            + ("." if math.isnan(first) else f"; on the first pass {first:.2f}x.")
         )
     elif mine is not None:
         lines.append(
