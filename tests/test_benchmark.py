@@ -7,17 +7,24 @@ import pytest
 from sklearn.base import BaseEstimator, OutlierMixin
 
 from skad.benchmark import (
+    FIELDS,
     DeepODAdapter,
+    DeepODSemiSupervisedAdapter,
     DetectorSpec,
+    EvalRecord,
     PyODAdapter,
     _registry,
     get_registry,
     prepare_split,
+    read_csv,
     run,
     select,
 )
+from skad.benchmark._protocol import EvalJob, SplitCache
+from skad.benchmark._suites import Task
 from skad.datasets import make_blobs_task
 from skad.metrics import roc_auc
+from skad.utils import accepts_labels
 
 
 def _data(n=400, anomalies=40, seed=0):
@@ -120,11 +127,20 @@ class _Raises(_Perfect):
 
 
 class _WantsLabels(_Perfect):
-    _supports_labels = True
     seen = []
 
     def fit(self, X, y=None, labels=None):
         _WantsLabels.seen.append(labels)
+        return super().fit(X)
+
+
+class _PrivateFlagOnly(_Perfect):
+    """Claims label support through a private flag only: gets no labels."""
+
+    _supports_labels = True
+
+    def fit(self, X, y=None, **kwargs):
+        assert "labels" not in kwargs
         return super().fit(X)
 
 
@@ -163,7 +179,11 @@ def test_run_records_failures_and_worst_rank():
 
 def test_labels_reach_only_label_aware_detectors():
     _WantsLabels.seen.clear()
-    specs = [DetectorSpec("Wants", _WantsLabels), DetectorSpec("Perfect", _Perfect)]
+    specs = [
+        DetectorSpec("Wants", _WantsLabels),
+        DetectorSpec("Perfect", _Perfect),
+        DetectorSpec("Private", _PrivateFlagOnly),
+    ]
     rows = run(
         {"planted": _data()},
         detectors=specs,
@@ -177,7 +197,7 @@ def test_labels_reach_only_label_aware_detectors():
     (labels,) = _WantsLabels.seen
     assert (labels == -1).sum() == 6 and set(np.unique(labels)) == {0, -1}
     n_labeled = {r["detector"]: r["n_labeled"] for r in rows}
-    assert n_labeled == {"Wants": 6, "Perfect": 0}
+    assert n_labeled == {"Wants": 6, "Perfect": 0, "Private": 0}
 
 
 @pytest.mark.parametrize("adapter", [PyODAdapter, DeepODAdapter])
@@ -186,11 +206,47 @@ def test_adapters_flip_the_sign(adapter):
     est = adapter(_FakePyOD, random_state=0).fit(X)
     assert roc_auc(y, est.score_samples(X)) == 1.0
     assert est.estimator_.random_state == 0
-    # semi-supervised: -1 labels become PyOD's y = 1
+    assert not accepts_labels(est)
+    assert (est.predict(X) == -1).mean() == pytest.approx(0.1)
+
+
+def test_semi_supervised_adapter_takes_labels():
+    X, y = _data()
     labels = np.where(y == 1, -1, 0)
-    semi = adapter(_FakePyOD, semi_supervised=True).fit(X, labels=labels)
-    np.testing.assert_array_equal(semi.estimator_.y_, y)
-    assert semi._supports_labels
+    semi = DeepODSemiSupervisedAdapter(_FakePyOD).fit(X, labels=labels)
+    np.testing.assert_array_equal(semi.estimator_.y_, y)  # -1 -> DeepOD's y = 1
+    assert accepts_labels(semi)
+    with pytest.raises(ValueError, match="needs labels"):
+        DeepODSemiSupervisedAdapter(_FakePyOD).fit(X)
+    # the registry's semi-supervised peers join only the semi-supervised setting
+    reg = get_registry()
+    if "DeepOD-DevNet" in reg:
+        assert accepts_labels(reg["DeepOD-DevNet"](0))
+        assert not accepts_labels(reg["DeepOD-DeepSVDD"](0))
+        assert "DeepOD-DevNet" not in [s.name for s in select(["deepod"])]
+        semi_names = [s.name for s in select(["deepod"], setting="semi-supervised")]
+        assert "DeepOD-DevNet" in semi_names
+
+
+class _FitKwargs(_Perfect):
+    def fit(self, X, y=None, **fit_params):
+        return super().fit(X)
+
+
+def test_accepts_labels_reads_the_signature():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skad import DeepSAD, DeepSVDD
+
+    assert accepts_labels(_WantsLabels()) and accepts_labels(_WantsLabels)
+    assert not accepts_labels(_Perfect())
+    assert not accepts_labels(_PrivateFlagOnly())  # private flags are not read
+    assert not accepts_labels(_FitKwargs())  # **kwargs is no promise
+    inner = make_pipeline(StandardScaler(), DeepSAD())
+    assert accepts_labels(make_pipeline(StandardScaler(), inner))
+    assert not accepts_labels(make_pipeline(StandardScaler(), DeepSVDD()))
+    assert not accepts_labels(object())
 
 
 def test_adapters_through_the_runner():
@@ -286,3 +342,126 @@ def test_knn_baseline_is_a_valid_estimator():
     check_estimator(KNN())
     X, y = _data()
     assert roc_auc(y, KNN().fit(X[y == 0]).score_samples(X)) == 1.0
+
+
+class _FakePyODWithTrainingScores(_FakePyOD):
+    """PyOD keeps the training rows' anomaly scores as decision_scores_."""
+
+    calls = 0
+
+    def fit(self, X, y=None):
+        self.decision_scores_ = np.asarray(X)[:, 0]
+        return self
+
+    def decision_function(self, X):
+        type(self).calls += 1
+        return super().decision_function(X)
+
+
+def test_adapter_offset_from_the_peers_training_scores():
+    X, _ = _data()
+    _FakePyODWithTrainingScores.calls = 0
+    est = PyODAdapter(_FakePyODWithTrainingScores).fit(X)
+    assert _FakePyODWithTrainingScores.calls == 0  # no second pass over X
+    assert est.offset_ == pytest.approx(np.percentile(-X[:, 0], 10))
+
+
+# ---------------------------------------------------------- typed records
+def test_record_columns_are_the_csv_columns():
+    # the columns of results.csv, in order: unchanged by the restructure
+    assert FIELDS == EvalRecord.columns() == [
+        "suite", "group", "dataset", "detector", "seed", "setting", "status",
+        "roc_auc", "average_precision", "fit_seconds", "score_seconds",
+        "n_samples", "n_samples_original", "n_features", "n_train",
+        "n_train_anomalies", "n_test", "n_test_anomalies", "n_labeled",
+        "label_fraction", "threads", "error",
+    ]  # fmt: skip
+    record = EvalRecord(
+        dataset="d", detector="D", seed=3, setting="one-class", status="ok",
+        roc_auc=0.123456789, fit_seconds=1.23456789, n_train=7,
+    )  # fmt: skip
+    row = record.to_row()
+    assert list(row) == FIELDS
+    assert (row["roc_auc"], row["fit_seconds"], row["error"]) == (
+        "0.123457",
+        "1.23457",
+        "",
+    )
+    back = EvalRecord.from_row(row)
+    assert back.key() == ("d", "D", 3, "one-class") == record.key()
+    assert back.n_train == 7 and back.error is None
+
+
+def test_split_cache_loads_each_dataset_once():
+    loads = []
+
+    def loader():
+        loads.append(1)
+        return _data()
+
+    task = Task("planted", "user", loader)
+    cache = SplitCache()
+    jobs = [EvalJob("custom", task, DetectorSpec(n, _Perfect), 0) for n in "ab"]
+    first, second = (cache.get(j) for j in jobs)
+    assert first is second and len(loads) == 1
+    cache.get(EvalJob("custom", task, jobs[0].spec, seed=1))
+    assert len(loads) == 2
+
+
+def test_records_come_back_in_job_order():
+    specs = [DetectorSpec("B", _Perfect), DetectorSpec("A", _Raises)]
+    rows = run(
+        _suite(),
+        detectors=specs,
+        seeds=[1, 0],
+        isolate=False,
+        progress=False,
+        as_frame=False,
+    )
+    order = [(r["dataset"], r["seed"], r["detector"]) for r in rows]
+    assert order == [
+        (ds, seed, det)
+        for ds in ("planted", "planted2")
+        for seed in (1, 0)
+        for det in ("B", "A")
+    ]
+    assert list(rows[0]) == FIELDS
+
+
+class _FailsOnce(_Perfect):
+    """Fails while its marker file is absent (creates it), then works."""
+
+    marker = None
+
+    def fit(self, X, y=None):
+        if not _FailsOnce.marker.exists():
+            _FailsOnce.marker.touch()
+            raise RuntimeError("first attempt")
+        return super().fit(X)
+
+
+def test_retry_failed_reruns_only_failed_jobs(tmp_path):
+    _FailsOnce.marker = tmp_path / "attempted"
+    kwargs = dict(
+        detectors=[DetectorSpec("Flaky", _FailsOnce), DetectorSpec("Ok", _Perfect)],
+        output=tmp_path / "out",
+        isolate=False,
+        progress=False,
+        as_frame=False,
+    )
+    suite = {"planted": _data()}
+    first = {r["detector"]: r["status"] for r in run(suite, **kwargs)}
+    assert first == {"Flaky": "failed", "Ok": "ok"}
+    again = {r["detector"]: r["status"] for r in run(suite, **kwargs)}
+    assert again == first  # resumed: nothing re-runs
+    retried = run(suite, retry_failed=True, **kwargs)
+    assert {r["detector"]: r["status"] for r in retried} == {"Flaky": "ok", "Ok": "ok"}
+    rows = read_csv(tmp_path / "out" / "results.csv")
+    assert [r["status"] for r in rows] == ["failed", "ok", "ok"]
+    assert isinstance(rows[0]["seed"], int) and isinstance(rows[1]["roc_auc"], float)
+    # a file with other columns is refused instead of mixed
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "results.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="other columns"):
+        run(suite, **{**kwargs, "output": other})

@@ -21,7 +21,8 @@ def _parser():
         default="demo",
         choices=["demo", "adbench", "synthetic", "speed"],
         help="demo (embedded, default), adbench (.npz files under --data-dir), "
-        "synthetic (tiny smoke test) or speed (throughput of DeepSVDD vs peers)",
+        "synthetic (tiny smoke test) or speed (DeepSVDD vs peers, and every "
+        "detector's scoring rows/s against the matmul peak)",
     )
     p.add_argument(
         "--data-dir",
@@ -51,9 +52,9 @@ def _parser():
     )
     p.add_argument(
         "--threads",
-        default="auto",
+        default=None,
         help="torch threads per job (default auto: all cores when idle, 1 on a "
-        "busy shared machine)",
+        "busy shared machine; 1 for the speed suite)",
     )
     p.add_argument(
         "--jobs",
@@ -78,12 +79,34 @@ def _parser():
         "--list", action="store_true", help="list detectors and datasets, then exit"
     )
     p.add_argument("-v", "--verbose", action="store_true")
-    # speed suite
-    p.add_argument("--fit-rows", type=int, default=100_000, help="speed suite")
-    p.add_argument("--score-rows", type=int, default=1_000_000, help="speed suite")
-    p.add_argument("--n-features", type=int, default=64, help="speed suite")
-    p.add_argument("--epochs", type=int, default=10, help="speed suite")
+    speed = p.add_argument_group(
+        "speed suite",
+        "DeepSVDD vs PyOD / DeepOD (same widths n-features -> hidden -> latent), "
+        "and every skad detector's scoring throughput",
+    )
+    speed.add_argument("--fit-rows", type=int, default=100_000)
+    speed.add_argument("--score-rows", type=int, default=1_000_000)
+    speed.add_argument("--n-features", type=int, default=64)
+    speed.add_argument("--epochs", type=int, default=10)
+    speed.add_argument("--batch-size", type=int, default=256)
+    speed.add_argument("--hidden", type=int, default=64)
+    speed.add_argument("--latent", type=int, default=32)
+    speed.add_argument(
+        "--scoring-rows", type=int, default=20_000, help="rows each detector scores"
+    )
+    speed.add_argument(
+        "--scoring-features", type=int, default=32, help="features of that data"
+    )
+    speed.add_argument(
+        "--repeats", type=int, default=3, help="scoring passes (the fastest counts)"
+    )
     return p
+
+
+def _threads(value):
+    if value is None or value == "auto":
+        return value
+    return int(value)
 
 
 def main(argv=None):
@@ -119,42 +142,47 @@ def main(argv=None):
                 size = f" {t.n_samples} x {t.n_features}" if t.n_samples else ""
                 print(f"  {t.name} [{t.group}]{size}")
         return 0
-    threads = None if args.threads == "auto" else int(args.threads)
+    threads = _threads(args.threads)
+    common = dict(timeout=args.timeout, threads=threads, isolate=not args.in_process)
     if args.suite == "speed":
-        from skad.benchmark._speed import run_speed
-
-        run_speed(
+        plan = benchmark.SpeedPlan.build(
+            detectors=args.detectors,
             fit_rows=args.fit_rows,
             score_rows=args.score_rows,
             n_features=args.n_features,
             epochs=args.epochs,
-            threads=threads,
-            output=args.output,
-            detectors=args.detectors,
+            batch_size=args.batch_size,
+            hidden=args.hidden,
+            latent=args.latent,
+            scoring_rows=args.scoring_rows,
+            scoring_features=args.scoring_features,
+            score_repeats=args.repeats,
+            **common,
         )
-        return 0
-    benchmark.run(
-        args.suite,
-        detectors=args.detectors,
-        data_dir=args.data_dir,
-        groups=args.groups,
-        datasets=args.datasets,
-        setting=args.setting,
-        label_fraction=args.label_fraction,
-        seeds=args.seeds,
-        max_samples=args.max_samples,
-        timeout=args.timeout,
-        threads=threads,
-        output=args.output,
+    else:
+        plan = benchmark.EvalPlan.build(
+            args.suite,
+            detectors=args.detectors,
+            data_dir=args.data_dir,
+            groups=args.groups,
+            datasets=args.datasets,
+            setting=args.setting,
+            label_fraction=args.label_fraction,
+            seeds=args.seeds,
+            max_samples=args.max_samples,
+            n_jobs=args.jobs,
+            **common,
+        )
+    records = plan.execute(
+        args.output,
         resume=not args.no_resume,
         retry_failed=args.retry_failed,
-        isolate=not args.in_process,
-        n_jobs=args.jobs,
         progress=not args.quiet,
-        plots=not args.no_plots,
-        baseline=args.baseline,
-        as_frame=False,
-        print_table=True,
+    )
+    print(
+        plan.report(
+            records, args.output, baseline=args.baseline, plots=not args.no_plots
+        )
     )
     return 0
 

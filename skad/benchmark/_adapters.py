@@ -18,7 +18,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["DeepODAdapter", "PyODAdapter", "resolve_target"]
+__all__ = [
+    "DeepODAdapter",
+    "DeepODSemiSupervisedAdapter",
+    "PyODAdapter",
+    "resolve_target",
+]
 
 
 def resolve_target(target):
@@ -71,19 +76,13 @@ class _ScoreAdapter(OutlierMixin, BaseEstimator):
         params=None,
         random_state=None,
         device=None,
-        semi_supervised=False,
         contamination=0.1,
     ):
         self.model = model
         self.params = params
         self.random_state = random_state
         self.device = device
-        self.semi_supervised = semi_supervised
         self.contamination = contamination
-
-    @property
-    def _supports_labels(self):
-        return bool(self.semi_supervised)
 
     def _default_device(self):
         return None
@@ -105,21 +104,24 @@ class _ScoreAdapter(OutlierMixin, BaseEstimator):
             kwargs.setdefault("contamination", self.contamination)
         return cls(**kwargs)
 
-    def fit(self, X, y=None, labels=None):
+    def fit(self, X, y=None):
+        """Fit the wrapped model on ``X`` (``y`` is ignored)."""
+        return self._fit(X)
+
+    def _fit(self, X, peer_y=None):
         X = np.ascontiguousarray(X, dtype=np.float32)
         self.n_features_in_ = X.shape[1]
         self.estimator_ = self._build(X)
-        if self.semi_supervised:
-            if labels is None:
-                raise ValueError(
-                    f"{type(self).__name__}({self.model!r}) is semi-supervised and "
-                    "needs labels (+1 normal, 0 unlabelled, -1 anomaly)."
-                )
-            # PyOD / DeepOD: y = 1 for a known anomaly, 0 otherwise.
-            self.estimator_.fit(X, (np.asarray(labels) == -1).astype(np.int64))
-        else:
+        if peer_y is None:
             self.estimator_.fit(X)
-        train = self.score_samples(X)
+        else:
+            self.estimator_.fit(X, peer_y)
+        # PyOD and DeepOD keep the anomaly scores of the training rows
+        train = getattr(self.estimator_, "decision_scores_", None)
+        if train is not None and np.shape(train) == (X.shape[0],):
+            train = -np.asarray(train, dtype=np.float64)
+        else:
+            train = self.score_samples(X)
         self.offset_ = float(np.percentile(train, 100.0 * self.contamination))
         return self
 
@@ -149,8 +151,6 @@ class PyODAdapter(_ScoreAdapter):
         Passed as ``random_state`` when the model takes one.
     device : str, default=None
         Passed as ``device`` when the model takes one.
-    semi_supervised : bool, default=False
-        Fit with ``y = (labels == -1)``.
     contamination : float, default=0.1
 
     Examples
@@ -180,3 +180,40 @@ class DeepODAdapter(_ScoreAdapter):
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class DeepODSemiSupervisedAdapter(DeepODAdapter):
+    """A semi-supervised DeepOD detector (DeepSAD, DevNet, PReNet, RoSAS).
+
+    Its ``fit`` takes skad's ``labels`` (+1 normal, 0 unlabelled, -1
+    anomaly) and passes DeepOD's convention, ``y = 1`` for a labelled
+    anomaly and 0 otherwise. Parameters are those of :class:`DeepODAdapter`.
+
+    Examples
+    --------
+    >>> from skad.benchmark import DeepODSemiSupervisedAdapter
+    >>> from skad.utils import accepts_labels
+    >>> accepts_labels(DeepODSemiSupervisedAdapter("deepod.models.tabular.DevNet"))
+    True
+    """
+
+    def fit(self, X, y=None, *, labels=None):
+        """Fit the wrapped model with ``y = (labels == -1)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        labels : array-like of shape (n_samples,)
+            +1 labelled normal, 0 unlabelled, -1 labelled anomaly; required.
+
+        Returns
+        -------
+        self : object
+        """
+        if labels is None:
+            raise ValueError(
+                f"{type(self).__name__}({self.model!r}) is semi-supervised and "
+                "needs labels (+1 normal, 0 unlabelled, -1 anomaly)."
+            )
+        return self._fit(X, (np.asarray(labels) == -1).astype(np.int64))

@@ -151,16 +151,18 @@ def _importable(module: str) -> bool:
         return False
 
 
+_ADAPTERS = {
+    "pyod": "skad.benchmark._adapters.PyODAdapter",
+    "deepod": "skad.benchmark._adapters.DeepODAdapter",
+}
+_SEMI_ADAPTER = "skad.benchmark._adapters.DeepODSemiSupervisedAdapter"
+
+
 def _adapter(name, target, params, module, semi=False):
-    adapter = (
-        "skad.benchmark._adapters.PyODAdapter"
-        if module == "pyod"
-        else "skad.benchmark._adapters.DeepODAdapter"
-    )
     return DetectorSpec(
         name,
-        adapter,
-        {"model": target, "params": dict(params), "semi_supervised": semi},
+        _SEMI_ADAPTER if semi else _ADAPTERS[module],
+        {"model": target, "params": dict(params)},
         kind=module,
     )
 
@@ -214,7 +216,8 @@ _GROUPS = ("default", "all", "skad", "baselines", "peers", "pyod", "deepod", "va
 
 
 def _is_semi(spec) -> bool:
-    return bool(spec.params.get("semi_supervised", False))
+    """Whether a peer needs labels (joins only the semi-supervised setting)."""
+    return spec.target == _SEMI_ADAPTER
 
 
 def select(names=None, *, setting="unsupervised", suite=None):
@@ -299,11 +302,6 @@ def select(names=None, *, setting="unsupervised", suite=None):
             seen.add(spec.name)
             unique.append(spec)
     return unique
-
-
-def supports_labels(estimator) -> bool:
-    """Whether ``estimator.fit`` takes semi-supervised ``labels``."""
-    return bool(getattr(estimator, "_supports_labels", False))
 
 
 def describe(spec) -> str:

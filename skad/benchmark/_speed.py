@@ -1,116 +1,364 @@
-"""``--suite speed``: training and scoring throughput of DeepSVDD vs peers.
+"""``--suite speed``: throughput of skad's detectors against this machine's peak.
 
-skad's :class:`~skad.DeepSVDD` against PyOD's and DeepOD's DeepSVDD (when
-installed) with the same network widths (``n_features -> hidden -> latent``),
-epochs, batch size and device, on synthetic Gaussian data: ``fit_rows`` rows
-for training, ``score_rows`` rows for scoring. Each measurement runs in a
-fresh child process that inherits the thread settings.
+Two kinds of :class:`SpeedJob`, run by the same runner as the accuracy jobs
+(each in a fresh child process with the configured threads):
+
+* ``fit+score``: skad's :class:`~skad.DeepSVDD` and the registry's
+  ``PyOD-DeepSVDD`` / ``DeepOD-DeepSVDD`` (through their adapters) with the
+  same widths (``n_features -> hidden -> latent``), epochs, batch size and
+  device: fit on ``fit_rows`` Gaussian rows, score ``score_rows`` rows.
+* ``score``: every skad detector with its defaults, fitted on a small set for
+  a few epochs, then scoring ``score_rows`` rows.
+
+Every job also measures the float32 matrix-product rate (sgemm) of its
+process and, for skad detectors, the forward-pass FLOPs per scored row
+(:class:`torch.utils.flop_counter.FlopCounterMode` on one scoring chunk).
+Their quotient is the rows/s the detector would reach if it ran at the matmul
+peak; the record holds the measured fraction of that prediction. Rates are
+per CPU second of the measuring process (:func:`time.process_time`), which a
+busy shared machine disturbs less than wall time; wall times are recorded too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import multiprocessing as mp
-import os
+import math
 import time
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
+import traceback
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["run_speed"]
+from skad.benchmark._records import BaseRecord, column
+
+__all__ = [
+    "SpeedJob",
+    "SpeedRecord",
+    "forward_flops",
+    "measure_sgemm",
+    "speed_jobs",
+    "speed_markdown",
+]
 
 logger = logging.getLogger("skad.benchmark")
 
-#: Targets of the issue: skad / fastest peer.
-TARGETS = {"fit": 2.0, "score": 5.0}
+#: skad.DeepSVDD / the faster peer, by CPU time (issue #15).
+TARGETS = {"fit": 2.0, "score": 8.0}
+#: A detector this many times below its predicted rows/s is flagged.
+SLOW_FACTOR = 5.0
+#: Training FLOPs per row as a multiple of the forward pass (forward +
+#: backward, the usual estimate: the backward pass costs about two forwards).
+FIT_FLOPS_FACTOR = 3.0
+#: The DeepSVDD comparison: skad's detector and its peers in the registry.
+COMPARED = ("DeepSVDD", "PyOD-DeepSVDD", "DeepOD-DeepSVDD")
+#: Names of the comparison before the registry names were used.
+_ALIASES = {
+    "skad.DeepSVDD": "DeepSVDD",
+    "PyOD.DeepSVDD": "PyOD-DeepSVDD",
+    "DeepOD.DeepSVDD": "DeepOD-DeepSVDD",
+}
+
+
+@dataclass
+class SpeedRecord(BaseRecord):
+    """One row of ``speed.csv``: one detector's measurement.
+
+    ``measurement`` is ``"fit+score"`` (DeepSVDD against its peers) or
+    ``"score"`` (every skad detector). Rates: fit rows/s = ``fit_rows`` x
+    epochs run / seconds, score rows/s = ``score_rows`` / seconds, each per
+    wall second and per CPU second; the scoring times are the best (least
+    CPU time) of ``score_repeats`` passes over the same rows
+    (``score_first_rows_per_cpu_s``: the first pass, after a 1,000-row
+    warm-up).
+    ``flops_per_row`` is the forward pass of one scored row;
+    ``predicted_rows_per_s`` = ``sgemm_gflops`` x 1e9 / ``flops_per_row``;
+    ``fraction_of_prediction`` = score rows per CPU second / prediction (the
+    ``fit_`` versions assume training costs
+    :data:`FIT_FLOPS_FACTOR` forward passes per row).
+    """
+
+    KEY = (
+        "detector",
+        "measurement",
+        "n_features",
+        "fit_rows",
+        "epochs",
+        "batch_size",
+        "score_rows",
+        "score_repeats",
+        "threads",
+        "device",
+    )
+
+    suite: str | None = column(default="speed")
+    detector: str | None = column()
+    measurement: str | None = column()
+    status: str | None = column()
+    device: str | None = column()
+    threads: int | None = column(int)
+    n_features: int | None = column(int)
+    fit_rows: int | None = column(int)
+    epochs: int | None = column(int)
+    epochs_run: int | None = column(int)
+    batch_size: int | None = column(int)
+    score_rows: int | None = column(int)
+    score_repeats: int | None = column(int)
+    fit_seconds: float | None = column(float)
+    fit_cpu_seconds: float | None = column(float)
+    score_seconds: float | None = column(float)
+    score_cpu_seconds: float | None = column(float)
+    fit_rows_per_s: float | None = column(float)
+    fit_rows_per_cpu_s: float | None = column(float)
+    score_rows_per_s: float | None = column(float)
+    score_rows_per_cpu_s: float | None = column(float)
+    score_first_rows_per_cpu_s: float | None = column(float)
+    sgemm_gflops: float | None = column(float)
+    flops_per_row: float | None = column(float)
+    predicted_rows_per_s: float | None = column(float)
+    fraction_of_prediction: float | None = column(float)
+    fit_predicted_rows_per_s: float | None = column(float)
+    fit_fraction_of_prediction: float | None = column(float)
+    note: str | None = column()
+    error: str | None = column()
+
+
+# ------------------------------------------------------------ measurements
+def measure_sgemm(device="cpu", sizes=(256, 512, 1024), repeats=3):
+    """Best float32 matrix-product rate of this process, in GFLOP/s.
+
+    Square products of each size, ``repeats`` timings of about 1 GFLOP each;
+    on the CPU per CPU second of the process (:func:`time.process_time`,
+    threads as configured), on a GPU per wall second.
+
+    Parameters
+    ----------
+    device : str or torch.device, default="cpu"
+    sizes : tuple of int, default=(256, 512, 1024)
+    repeats : int, default=3
+
+    Returns
+    -------
+    gflops : float
+        The best rate over sizes and repeats.
+    """
+    import torch
+
+    device = torch.device(device)
+    gpu = device.type == "cuda"
+    clock = time.perf_counter if gpu else time.process_time
+    best = 0.0
+    for n in sizes:
+        a = torch.randn(n, n, device=device)
+        b = torch.randn(n, n, device=device)
+        out = torch.empty(n, n, device=device)
+        flops = 2.0 * n**3
+        iters = max(1, math.ceil(1e9 / flops))
+        torch.mm(a, b, out=out)  # warm-up
+        for _ in range(repeats):
+            if gpu:
+                torch.cuda.synchronize(device)
+            t0 = clock()
+            for _ in range(iters):
+                torch.mm(a, b, out=out)
+            if gpu:
+                torch.cuda.synchronize(device)
+            elapsed = clock() - t0
+            if elapsed > 0:
+                best = max(best, flops * iters / elapsed / 1e9)
+    return best
+
+
+def forward_flops(estimator, n_features):
+    """Matmul FLOPs per row of one scoring chunk of a fitted skad detector.
+
+    Counts with :class:`torch.utils.flop_counter.FlopCounterMode` what one
+    call of the detector's scoring hook (``_score``, the base class's
+    per-chunk forward pass, on ``_score_chunk_size`` zero rows under
+    :func:`torch.no_grad`) computes, divided by the chunk's rows. The counter
+    sees matrix products and convolutions only (not element-wise work).
+
+    Returns
+    -------
+    flops : float
+        Raises when the forward pass cannot run under ``no_grad`` (a score
+        that takes gradients).
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    chunk = int(estimator._score_chunk_size)
+    X = torch.zeros(chunk, n_features, device=estimator.device_)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        estimator._score(X)
+    return counter.get_total_flops() / chunk
 
 
 def _data(n, d, seed):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((n, d))
+    return np.random.default_rng(seed).standard_normal((n, d))
 
 
-def _build(name, cfg):
-    hidden, latent = cfg["hidden"], cfg["latent"]
-    if name == "skad.DeepSVDD":
-        from skad import DeepSVDD
+def _short_error(exc) -> str:
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()[:300]
 
-        return DeepSVDD(
-            hidden_layer_sizes=(hidden,),
-            latent_dim=latent,
-            max_iter=cfg["epochs"],
-            batch_size=cfg["batch_size"],
-            device=cfg["device"],
-            random_state=0,
+
+# -------------------------------------------------------------------- jobs
+@dataclass
+class SpeedJob:
+    """Time one detector's fit and scoring (see the module docstring).
+
+    Parameters
+    ----------
+    spec : DetectorSpec
+        The detector, with the parameters of the measurement.
+    measurement : {"fit+score", "score"}
+    n_features, fit_rows, score_rows : int
+    epochs : int
+        Epochs the spec trains for (recorded; the spec sets them).
+    batch_size : int or None
+        Training batch size the spec sets (None: the detector's default).
+    threads : int
+    device : str
+    seed : int, default=0
+    score_repeats : int, default=3
+        Scoring passes; the least CPU time counts (as :mod:`timeit` does:
+        the least disturbed pass on a shared machine).
+    """
+
+    record_type = SpeedRecord
+
+    spec: object
+    measurement: str
+    n_features: int
+    fit_rows: int
+    score_rows: int
+    epochs: int
+    batch_size: int | None
+    threads: int
+    device: str
+    seed: int = 0
+    score_repeats: int = 3
+
+    @property
+    def label(self) -> str:
+        """Progress-bar text."""
+        return f"{self.measurement} | {self.spec.name}"
+
+    def key(self) -> tuple:
+        return SpeedRecord.key_of(self.record(status=None))
+
+    def record(self, **values) -> SpeedRecord:
+        """A record of this job with its identifying columns filled in."""
+        return SpeedRecord(
+            detector=self.spec.name,
+            measurement=self.measurement,
+            device=self.device,
+            threads=self.threads,
+            n_features=self.n_features,
+            fit_rows=self.fit_rows,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            score_rows=self.score_rows,
+            score_repeats=self.score_repeats,
+            **values,
         )
-    if name == "PyOD.DeepSVDD":
-        from pyod.models.deep_svdd import DeepSVDD
 
-        return DeepSVDD(
-            n_features=cfg["n_features"],
-            hidden_neurons=[hidden, latent],
-            epochs=cfg["epochs"],
-            batch_size=cfg["batch_size"],
-            verbose=0,
-            random_state=0,
+    def execute(self, cache=None) -> SpeedRecord:
+        """Measure; never raises (a failure is a ``"failed"`` record)."""
+        record = self.record()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._measure(record)
+            record.status = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported as a failed row
+            logger.debug("speed job failed:\n%s", traceback.format_exc())
+            record.status, record.error = "failed", _short_error(exc)
+        return record
+
+    def _measure(self, record):
+        X_fit = _data(self.fit_rows, self.n_features, 0)
+        X_score = _data(self.score_rows, self.n_features, 1)
+        est = self.spec(self.seed)
+        t0, c0 = time.perf_counter(), time.process_time()
+        est.fit(X_fit)
+        record.fit_seconds = time.perf_counter() - t0
+        record.fit_cpu_seconds = time.process_time() - c0
+        record.epochs_run = int(getattr(est, "n_iter_", self.epochs))
+        est.score_samples(X_score[:1000])  # warm-up (allocations, lazy set-up)
+        for i in range(max(1, self.score_repeats)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            scores = est.score_samples(X_score)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if i == 0:
+                record.score_first_rows_per_cpu_s = self.score_rows / cpu
+            if record.score_cpu_seconds is None or cpu < record.score_cpu_seconds:
+                record.score_seconds, record.score_cpu_seconds = wall, cpu
+            if np.shape(scores) != (self.score_rows,):
+                raise ValueError(f"score_samples returned shape {np.shape(scores)}.")
+            del scores
+        fit_rows = self.fit_rows * record.epochs_run
+        record.fit_rows_per_s = fit_rows / record.fit_seconds
+        record.fit_rows_per_cpu_s = fit_rows / record.fit_cpu_seconds
+        record.score_rows_per_s = self.score_rows / record.score_seconds
+        record.score_rows_per_cpu_s = self.score_rows / record.score_cpu_seconds
+        record.sgemm_gflops = measure_sgemm(self.device)
+        if hasattr(est, "_score") and hasattr(est, "_score_chunk_size"):
+            try:
+                record.flops_per_row = forward_flops(est, self.n_features)
+            except Exception as exc:  # noqa: BLE001 - e.g. a score with gradients
+                record.note = "FLOPs unavailable: " + _short_error(exc)[:200]
+        _predict(record)
+
+
+def _predict(record) -> None:
+    """Fill in the predicted rates and the measured fractions."""
+    if not record.flops_per_row or not record.sgemm_gflops:
+        return
+    peak = record.sgemm_gflops * 1e9
+    record.predicted_rows_per_s = peak / record.flops_per_row
+    record.fraction_of_prediction = (
+        record.score_rows_per_cpu_s / record.predicted_rows_per_s
+    )
+    if record.measurement == "fit+score":
+        record.fit_predicted_rows_per_s = peak / (
+            FIT_FLOPS_FACTOR * record.flops_per_row
         )
-    if name == "DeepOD.DeepSVDD":
-        from deepod.models.tabular import DeepSVDD
-
-        return DeepSVDD(
-            hidden_dims=str(hidden),
-            rep_dim=latent,
-            epochs=cfg["epochs"],
-            batch_size=cfg["batch_size"],
-            device=cfg["device"],
-            verbose=0,
-            random_state=0,
+        record.fit_fraction_of_prediction = (
+            record.fit_rows_per_cpu_s / record.fit_predicted_rows_per_s
         )
-    raise ValueError(name)
 
 
-def _measure(name, cfg):
-    """Child process: fit on fit_rows, score score_rows; seconds of each."""
-    import warnings
-
-    import torch
-
-    from skad.benchmark._runner import _warm_up_torch
-
-    torch.set_num_threads(cfg["threads"])
-    warnings.simplefilter("ignore")
-    _warm_up_torch()
-    X_fit = _data(cfg["fit_rows"], cfg["n_features"], 0)
-    X_score = _data(cfg["score_rows"], cfg["n_features"], 1)
-    est = _build(name, cfg)
-    t0, c0 = time.perf_counter(), time.process_time()
-    est.fit(X_fit)
-    fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
-    # skad: higher = more normal; peers: anomaly score. Only the time matters.
-    score = est.score_samples if name == "skad.DeepSVDD" else est.decision_function
-    score(X_score[:1000])  # warm-up (allocations, lazy set-up)
-    t0, c0 = time.perf_counter(), time.process_time()
-    scores = score(X_score)
-    score_s, score_cpu = time.perf_counter() - t0, time.process_time() - c0
-    assert np.asarray(scores).shape == (cfg["score_rows"],)
-    return {
-        "fit_seconds": fit_s,
-        "score_seconds": score_s,
-        "fit_cpu_seconds": fit_cpu,
-        "score_cpu_seconds": score_cpu,
-    }
+def _comparison_spec(spec, *, hidden, latent, epochs, batch_size, device):
+    """``spec`` with the comparison's widths, epochs, batch size and device."""
+    if spec.kind == "skad":
+        params = {
+            "hidden_layer_sizes": (hidden,),
+            "latent_dim": latent,
+            "max_iter": epochs,
+            "batch_size": batch_size,
+            "device": device,
+        }
+    elif spec.kind == "pyod":  # PyOD picks its device itself
+        peer = {"hidden_neurons": [hidden, latent], "epochs": epochs}
+        params = {**spec.params, "params": {**peer, "batch_size": batch_size}}
+    elif spec.kind == "deepod":
+        peer = {"hidden_dims": str(hidden), "rep_dim": latent, "epochs": epochs}
+        params = {
+            **spec.params,
+            "params": {**peer, "batch_size": batch_size},
+            "device": device,
+        }
+    else:  # pragma: no cover - COMPARED lists only these kinds
+        raise ValueError(f"No comparison settings for {spec.name!r}.")
+    return dataclasses.replace(spec, params={**spec.params, **params})
 
 
-def _available(name):
-    import importlib.util
-
-    module = {"PyOD.DeepSVDD": "pyod", "DeepOD.DeepSVDD": "deepod"}.get(name)
-    return module is None or importlib.util.find_spec(module) is not None
-
-
-def run_speed(
+def speed_jobs(
     *,
+    detectors=None,
     fit_rows=100_000,
     score_rows=1_000_000,
     n_features=64,
@@ -118,155 +366,268 @@ def run_speed(
     batch_size=256,
     hidden=64,
     latent=32,
-    threads=None,
-    device=None,
-    output=None,
-    detectors=None,
-    print_table=True,
+    scoring_rows=20_000,
+    scoring_features=32,
+    scoring_fit_rows=2_048,
+    scoring_epochs=2,
+    score_repeats=3,
+    threads=1,
+    device="cpu",
 ):
-    """Measure rows per second for fit and scoring; returns the records.
+    """The jobs of the speed suite.
 
-    Fit throughput is ``fit_rows * epochs / fit seconds`` (training rows
-    processed per second); scoring throughput is ``score_rows / score
-    seconds``. Ratios are skad's throughput over each peer's.
+    Parameters
+    ----------
+    detectors : list of str, default=None
+        Registry names: those of :data:`COMPARED` get a ``fit+score`` job,
+        skad detectors a ``score`` job. None = the three of the comparison
+        and every skad detector.
+    fit_rows, score_rows, n_features, epochs, batch_size, hidden, latent
+        The DeepSVDD comparison.
+    scoring_rows, scoring_features, scoring_fit_rows, scoring_epochs
+        The per-detector scoring measurement (defaults otherwise).
+    score_repeats : int, default=3
+        Scoring passes per measurement; the least CPU time counts.
+    threads : int, default=1
+    device : str, default="cpu"
+
+    Returns
+    -------
+    jobs : list of SpeedJob
     """
-    import torch
+    from skad.benchmark._registry import get_registry
 
-    from skad.benchmark._runner import resolve_threads, set_thread_env
-
-    n_threads, reason = resolve_threads(threads)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    names = detectors or ["skad.DeepSVDD", "PyOD.DeepSVDD", "DeepOD.DeepSVDD"]
-    names = [n for n in names if _available(n)]
-    cfg = dict(
-        fit_rows=fit_rows,
-        score_rows=score_rows,
-        n_features=n_features,
-        epochs=epochs,
-        batch_size=batch_size,
-        hidden=hidden,
-        latent=latent,
-        threads=n_threads,
-        device=device,
-    )
-    saved = dict(os.environ)
-    records = []
-    try:
-        set_thread_env(n_threads)
-        for name in names:
-            with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-                try:
-                    res = pool.submit(_measure, name, cfg).result()
-                    status, error = "ok", ""
-                except Exception as exc:  # noqa: BLE001 - reported
-                    res, status, error = {}, "failed", f"{type(exc).__name__}: {exc}"
-            rec = {"detector": name, "status": status, "error": error[:300], **cfg}
-            rec.update(res)
-            if status == "ok":
-                rec["fit_rows_per_s"] = fit_rows * epochs / res["fit_seconds"]
-                rec["score_rows_per_s"] = score_rows / res["score_seconds"]
-                rec["fit_rows_per_cpu_s"] = fit_rows * epochs / res["fit_cpu_seconds"]
-                rec["score_rows_per_cpu_s"] = score_rows / res["score_cpu_seconds"]
-            records.append(rec)
-            logger.info("speed %s: %s", name, rec)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-    text = speed_markdown(records, cfg, reason)
-    if output is not None:
-        out = Path(output)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "speed.md").write_text(text + "\n")
-        import csv
-
-        keys = list(dict.fromkeys(k for r in records for k in r))
-        with open(out / "speed.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, keys)
-            writer.writeheader()
-            writer.writerows(records)
-    if print_table:
-        print(text)
-    return records
-
-
-def speed_markdown(records, cfg, reason="") -> str:
-    ok = {r["detector"]: r for r in records if r["status"] == "ok"}
-    skad_rec = ok.get("skad.DeepSVDD")
-    peers = [r for r in ok.values() if r["detector"] != "skad.DeepSVDD"]
-    lines = [
-        "# skad speed suite: DeepSVDD throughput",
-        "",
-        f"- fit: {cfg['fit_rows']:,} x {cfg['n_features']} rows, {cfg['epochs']} "
-        f"epochs, batch {cfg['batch_size']}; scoring: {cfg['score_rows']:,} rows",
-        f"- network: {cfg['n_features']} -> {cfg['hidden']} -> {cfg['latent']}; "
-        f"device {cfg['device']}; {cfg['threads']} torch thread(s) ({reason}), "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}",
-        "- fit rows/s = rows x epochs / fit seconds; score rows/s = rows / seconds",
-        "",
-        "| detector | fit s | fit rows/s | score s | score rows/s | skad fit ratio "
-        "| skad score ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+    reg = get_registry(variants=False)
+    skad_names = [n for n, s in reg.items() if s.kind == "skad"]
+    if detectors is None:
+        compared = [n for n in COMPARED if n in reg]
+        scored = skad_names
+    else:
+        names = [_ALIASES.get(n, n) for n in detectors]
+        unknown = [n for n in names if n not in reg]
+        if unknown:
+            raise ValueError(
+                f"Unknown detector(s) {unknown} for the speed suite; known: "
+                f"{sorted(set(COMPARED) | set(skad_names))}."
+            )
+        compared = [n for n in names if n in COMPARED]
+        scored = [n for n in names if n in skad_names]
+    jobs = [
+        SpeedJob(
+            _comparison_spec(
+                reg[name],
+                hidden=hidden,
+                latent=latent,
+                epochs=epochs,
+                batch_size=batch_size,
+                device=device,
+            ),
+            "fit+score",
+            n_features,
+            fit_rows,
+            score_rows,
+            epochs,
+            batch_size,
+            threads,
+            device,
+            score_repeats=score_repeats,
+        )
+        for name in compared
     ]
-    for r in records:
-        if r["status"] != "ok":
-            lines.append(f"| {r['detector']} | failed: {r['error'][:80]} | | | | | |")
-            continue
-        fit_ratio = score_ratio = "-"
-        if skad_rec is not None and r is not skad_rec:
-            fit_ratio = f"{skad_rec['fit_rows_per_s'] / r['fit_rows_per_s']:.2f}x"
-            score_ratio = f"{skad_rec['score_rows_per_s'] / r['score_rows_per_s']:.2f}x"
+    for name in scored:
+        params = {"max_iter": scoring_epochs, "device": device}
+        spec = dataclasses.replace(reg[name], params={**reg[name].params, **params})
+        jobs.append(
+            SpeedJob(
+                spec,
+                "score",
+                scoring_features,
+                scoring_fit_rows,
+                scoring_rows,
+                scoring_epochs,
+                None,
+                threads,
+                device,
+                score_repeats=score_repeats,
+            )
+        )
+    if not jobs:
+        raise ValueError("No detector selected for the speed suite.")
+    return jobs
+
+
+# ------------------------------------------------------------------ report
+def _rate(v):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v / 1e6:.2f} M" if v >= 1e6 else f"{v:,.0f}"
+
+
+def _pct(v):
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _ratio(a, b):
+    return "-" if not a or not b else f"{a / b:.2f}x"
+
+
+def comparison_ratios(records, score="score_rows_per_cpu_s"):
+    """skad.DeepSVDD over the faster peer, by CPU time: ``(fit, score)`` or None.
+
+    ``score`` names the scoring rate compared (the best pass by default,
+    ``"score_first_rows_per_cpu_s"`` for the first one).
+    """
+    ok = {
+        r.detector: r
+        for r in records
+        if r.status == "ok" and r.measurement == "fit+score"
+    }
+    mine = ok.get(COMPARED[0])
+    peers = [r for name, r in ok.items() if name != COMPARED[0]]
+    if mine is None or not peers:
+        return None
+    fit = mine.fit_rows_per_cpu_s / max(p.fit_rows_per_cpu_s for p in peers)
+    best_peer = max(getattr(p, score) or 0.0 for p in peers)
+    mine_score = getattr(mine, score)
+    return fit, (mine_score / best_peer if mine_score and best_peer else math.nan)
+
+
+def speed_markdown(records, meta=None) -> str:
+    """The speed report (Markdown), as printed and written to ``speed.md``.
+
+    Parameters
+    ----------
+    records : list of SpeedRecord
+    meta : dict, default=None
+        ``key -> text`` lines of the header (machine, threads, date, ...).
+    """
+    meta = meta or {}
+    lines = ["# skad speed suite", ""]
+    lines += [f"- **{k}**: {v}" for k, v in meta.items()]
+    gemm = [r.sgemm_gflops for r in records if r.sgemm_gflops]
+    if gemm:
         lines.append(
-            f"| {r['detector']} | {r['fit_seconds']:.1f} | {r['fit_rows_per_s']:,.0f} "
-            f"| {r['score_seconds']:.2f} | {r['score_rows_per_s']:,.0f} | {fit_ratio} "
-            f"| {score_ratio} |"
+            f"- **sgemm** (float32 square matmul 256-1024, best per job): "
+            f"{max(gemm):.1f} GFLOP/s per CPU second (jobs: {min(gemm):.1f}-"
+            f"{max(gemm):.1f})"
         )
     lines += [
+        "- rows/s are per CPU second of the measuring process "
+        "(time.process_time); scoring: the best of "
+        f"{max((r.score_repeats or 1) for r in records)} passes; wall times are "
+        "in speed.csv",
         "",
-        "Per CPU second of the measuring process (time.process_time; steadier "
-        "than wall time on a shared machine):",
-        "",
-        "| detector | fit CPU s | fit rows/CPU s | score CPU s | score rows/CPU s "
-        "| skad fit ratio | skad score ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in ok.values():
+    compared = [r for r in records if r.measurement == "fit+score"]
+    if compared:
+        lines += _comparison_section(compared)
+    scored = [r for r in records if r.measurement == "score"]
+    if scored:
+        lines += _scoring_section(scored)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _comparison_section(records):
+    ref = next(iter(records))
+    mine = next(
+        (r for r in records if r.detector == COMPARED[0] and r.status == "ok"), None
+    )
+    flops = mine.flops_per_row if mine is not None else None
+    lines = [
+        "## DeepSVDD against PyOD and DeepOD",
+        "",
+        f"Fit on {ref.fit_rows:,} x {ref.n_features} rows for {ref.epochs} epochs, "
+        f"batch {ref.batch_size}; scoring {ref.score_rows:,} rows; the same "
+        f"network widths for all"
+        + (
+            f" ({flops:,.0f} forward FLOPs per row measured on skad's network, "
+            f"fit counted as {FIT_FLOPS_FACTOR:g}x that); % of peak = rows/s x "
+            "FLOPs per row / sgemm rate."
+            if flops
+            else "."
+        )
+        + " Scoring: the best of the passes; first pass = the first "
+        f"{ref.score_rows:,}-row pass after a 1,000-row warm-up.",
+        "",
+        "| detector | fit CPU s | fit rows/s | fit % of peak | score CPU s "
+        "| score rows/s | score % of peak | first pass rows/s | skad fit ratio "
+        "| skad score ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        if r.status != "ok":
+            lines.append(
+                f"| {r.detector} | {r.status}: {(r.error or '')[:80]} | | | | | | | | |"
+            )
+            continue
+        fit_peak = score_peak = None
+        if flops and r.sgemm_gflops:
+            peak = r.sgemm_gflops * 1e9
+            fit_peak = r.fit_rows_per_cpu_s * FIT_FLOPS_FACTOR * flops / peak
+            score_peak = r.score_rows_per_cpu_s * flops / peak
         fit_ratio = score_ratio = "-"
-        if skad_rec is not None and r is not skad_rec:
-            fit_ratio = (
-                f"{skad_rec['fit_rows_per_cpu_s'] / r['fit_rows_per_cpu_s']:.2f}x"
-            )
-            score_ratio = (
-                f"{skad_rec['score_rows_per_cpu_s'] / r['score_rows_per_cpu_s']:.2f}x"
-            )
+        if mine is not None and r is not mine:
+            fit_ratio = _ratio(mine.fit_rows_per_cpu_s, r.fit_rows_per_cpu_s)
+            score_ratio = _ratio(mine.score_rows_per_cpu_s, r.score_rows_per_cpu_s)
         lines.append(
-            f"| {r['detector']} | {r['fit_cpu_seconds']:.1f} "
-            f"| {r['fit_rows_per_cpu_s']:,.0f} | {r['score_cpu_seconds']:.2f} "
-            f"| {r['score_rows_per_cpu_s']:,.0f} | {fit_ratio} | {score_ratio} |"
+            f"| {r.detector} | {r.fit_cpu_seconds:.1f} "
+            f"| {_rate(r.fit_rows_per_cpu_s)} | {_pct(fit_peak)} "
+            f"| {r.score_cpu_seconds:.2f} | {_rate(r.score_rows_per_cpu_s)} "
+            f"| {_pct(score_peak)} | {_rate(r.score_first_rows_per_cpu_s)} "
+            f"| {fit_ratio} | {score_ratio} |"
         )
-    if skad_rec is not None and peers:
-        best_fit = max(p["fit_rows_per_s"] for p in peers)
-        best_score = max(p["score_rows_per_s"] for p in peers)
-        rf = skad_rec["fit_rows_per_s"] / best_fit
-        rs = skad_rec["score_rows_per_s"] / best_score
-        rfc = skad_rec["fit_rows_per_cpu_s"] / max(
-            p["fit_rows_per_cpu_s"] for p in peers
+    ratios = comparison_ratios(records)
+    lines.append("")
+    if ratios is not None:
+        fit, score = ratios
+        first = comparison_ratios(records, "score_first_rows_per_cpu_s")[1]
+        verdict = {True: "met", False: "NOT met"}
+        lines.append(
+            f"skad.DeepSVDD vs the faster peer, by CPU time: fit {fit:.2f}x "
+            f"(target {TARGETS['fit']:g}x: {verdict[fit >= TARGETS['fit']]}), "
+            f"scoring {score:.2f}x (target {TARGETS['score']:g}x: "
+            f"{verdict[score >= TARGETS['score']]})"
+            + ("." if math.isnan(first) else f"; on the first pass {first:.2f}x.")
         )
-        rsc = skad_rec["score_rows_per_cpu_s"] / max(
-            p["score_rows_per_cpu_s"] for p in peers
+    elif mine is not None:
+        lines.append(
+            "No peer measured (pip install pyod; pip install deepod --no-deps)."
         )
-        lines += [
-            "",
-            f"skad vs the faster peer: fit {rf:.2f}x (target {TARGETS['fit']:g}x, "
-            f"{'met' if rf >= TARGETS['fit'] else 'NOT met'}), scoring {rs:.2f}x "
-            f"(target {TARGETS['score']:g}x, "
-            f"{'met' if rs >= TARGETS['score'] else 'NOT met'}) in wall time; "
-            f"per CPU second: fit {rfc:.2f}x, scoring {rsc:.2f}x.",
-        ]
-    elif skad_rec is not None:
-        lines += [
-            "",
-            "No peer installed (pip install pyod; pip install deepod --no-deps).",
-        ]
-    return "\n".join(lines)
+    return lines + [""]
+
+
+def _scoring_section(records):
+    ref = next(iter(records))
+    lines = [
+        "## Scoring throughput of every skad detector",
+        "",
+        f"Defaults, {ref.n_features} features, fitted on {ref.fit_rows:,} rows for "
+        f"{ref.epochs} epochs, {ref.score_rows:,} rows scored. Predicted rows/s = "
+        "sgemm rate / forward FLOPs per row (matrix products only); flagged when "
+        f"the measured rate is more than {SLOW_FACTOR:g}x below it.",
+        "",
+        "| detector | rows/s | FLOPs/row | predicted rows/s | % of prediction | flag |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    order = sorted(
+        records, key=lambda r: (r.status != "ok", -(r.score_rows_per_cpu_s or 0))
+    )
+    for r in order:
+        if r.status != "ok":
+            error = (r.error or "")[:80]
+            lines.append(f"| {r.detector} | {r.status}: {error} | | | | |")
+            continue
+        flag = ""
+        if r.fraction_of_prediction is not None:
+            if r.fraction_of_prediction < 1.0 / SLOW_FACTOR:
+                factor = 1.0 / r.fraction_of_prediction
+                flag = f"**{factor:.0f}x below prediction**"
+        elif r.note:
+            flag = r.note.split(":", 2)[0] + f" ({r.note.split(':', 2)[1].strip()})"
+        flops = "-" if r.flops_per_row is None else f"{r.flops_per_row:,.0f}"
+        lines.append(
+            f"| {r.detector} | {_rate(r.score_rows_per_cpu_s)} | {flops} "
+            f"| {_rate(r.predicted_rows_per_s)} | {_pct(r.fraction_of_prediction)} "
+            f"| {flag} |"
+        )
+    return lines + [""]

@@ -146,8 +146,8 @@ def get_tasks(suite="demo", *, data_dir=None, groups=None, names=None):
             return adbench_suite(data_dir, groups, names)
         else:
             raise ValueError(
-                f"Unknown suite {suite!r}; use 'demo', 'adbench', 'synthetic' or "
-                "'speed'."
+                f"Unknown suite {suite!r}; use 'demo', 'adbench' or 'synthetic' "
+                "(the speed suite is skad.benchmark.run_speed)."
             )
     elif isinstance(suite, dict):
         tasks = []
