@@ -117,7 +117,7 @@ def _job(dataset, setting, config, data=DATA):
 
     from skad import AnoMem
     from skad.benchmark._baselines import KNN
-    from skad.benchmark._runner import prepare_split
+    from skad.benchmark import prepare_split
     from skad.metrics import roc_auc
 
     torch.set_num_threads(1)

@@ -140,7 +140,7 @@ def inner_split(dataset):
     """Inner training and validation rows of the seed-0 training split."""
     from sklearn.model_selection import train_test_split
 
-    from skad.benchmark._runner import prepare_split
+    from skad.benchmark import prepare_split
 
     X, y = _load(dataset)
     split = prepare_split(X, y, 0)
