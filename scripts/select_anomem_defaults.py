@@ -116,8 +116,8 @@ def _job(dataset, setting, config, data=DATA):
     from sklearn.preprocessing import StandardScaler
 
     from skad import AnoMem
-    from skad.benchmark._baselines import KNN
     from skad.benchmark import prepare_split
+    from skad.benchmark._baselines import KNN
     from skad.metrics import roc_auc
 
     torch.set_num_threads(1)
