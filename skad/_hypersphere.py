@@ -67,7 +67,11 @@ class SVDDNet(nn.Module):
 
     def distance(self, x: torch.Tensor) -> torch.Tensor:
         """Squared Euclidean distance of each row's embedding to the centre."""
-        return ((self.encoder(x) - self.center) ** 2).sum(dim=1)
+        z = self.encoder(x)
+        if torch.is_grad_enabled() and z.requires_grad:
+            return ((z - self.center) ** 2).sum(dim=1)
+        # scoring: the same operations in place (no temporaries)
+        return z.sub_(self.center).square_().sum(dim=1)
 
 
 @torch.no_grad()

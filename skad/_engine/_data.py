@@ -184,22 +184,29 @@ def predict_in_chunks(
         stop = min(start + size, n)
         m = stop - start
         try:
-            if buffer is None or buffer.shape[0] != size:
-                buffer = torch.empty(
-                    (size, *X.shape[1:]), dtype=torch.float32, device=device
-                )
-            buffer[:m].copy_(_chunk_source(X, start, stop))
-            if m < size:
-                buffer[m:].zero_()
+            source = _chunk_source(X, start, stop)
+            if m == size and source.dtype == torch.float32 and (
+                source.device == device and source.is_contiguous()
+            ):
+                chunk = source  # a full float32 chunk already in place: no copy
+            else:
+                if buffer is None or buffer.shape[0] != size:
+                    buffer = torch.empty(
+                        (size, *X.shape[1:]), dtype=torch.float32, device=device
+                    )
+                buffer[:m].copy_(source)
+                if m < size:
+                    buffer[m:].zero_()
+                chunk = buffer
             with ctx():
-                out = fn(buffer)
+                out = fn(chunk)
             single = not isinstance(out, tuple | list)
             outs = [o[:m].detach() for o in ([out] if single else out)]
             del out
             if reduce == "sum":
                 outs = [o.sum(dim=0) for o in outs]
             elif not as_numpy:
-                outs = [o.clone() for o in outs]  # fn may return views of buffer
+                outs = [o.clone() for o in outs]  # fn may return views of chunk
             if as_numpy:
                 outs = [o.to("cpu", torch.float64).numpy() for o in outs]
             if results is None:
