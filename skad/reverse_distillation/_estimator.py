@@ -107,10 +107,9 @@ class ReverseDistillation(BaseDeepDetector):
     {contamination}
     {train_contamination}
     {max_iter}
-        Epochs of the student (OCBE and decoder). ``"auto"`` runs at least
-        100 epochs, more on small data sets so that 2,000 mini-batch updates
-        run: 100 epochs of 160 rows are only 200 updates, after which the
-        training loss is still falling steeply.
+        Here: epochs of the student (OCBE and decoder); ``"auto"`` is at
+        least 100 epochs and 2,000 updates (100 epochs of 160 rows are only
+        200 updates, after which the training loss still falls steeply).
     {batch_size}
     {learning_rate_init}
         Of the student and of the autoencoder teacher.
