@@ -10,7 +10,6 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from skad import _nn
 from skad._validation import Interval, IntTuple, StrOptions
 from skad.base import BaseDeepDetector
 from skad.reverse_distillation._loss import (
@@ -267,16 +266,6 @@ class ReverseDistillation(BaseDeepDetector):
         self.teacher_ = teacher
         student = ConvStudent if image else VectorStudent
         self.student_ = student(shapes if image else widths, fusion, self.latent_dim)
-
-    def _make_module(self, factory, rng):
-        """A module created during training, initialised from ``rng.cpu``
-        (built on the meta device, so torch's global generator is not drawn
-        from) and moved to the device."""
-        with torch.device("meta"):
-            module = factory()
-        module.to_empty(device="cpu")
-        _nn.reset_parameters(module, rng.cpu)
-        return module.to(self.device_)
 
     def _pretrain_teacher(self, X, rng):
         """Train the MLP teacher as the encoder of an autoencoder (its own
