@@ -122,10 +122,9 @@ img_train, img_test, ya, yb = train_test_split(
 )
 rd_img = ReverseDistillation(
     teacher=teacher,
-    bottleneck_dim=8,
+    latent_dim=8,
     sigma=1.0,  # the paper's sigma=4 is meant for 256x256 images
     max_iter=25,
-    min_updates=0,
     batch_size=32,
     random_state=0,
     device="cpu",

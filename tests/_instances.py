@@ -9,7 +9,7 @@ FAST_PARAMS = {
     "DeepSVDD": dict(max_iter=3),
     "DiscriminatorGuidedGAN": dict(max_iter=3),
     "ESAD": dict(max_iter=3),
-    "ReverseDistillation": dict(max_iter=3, pretrain_epochs=2, min_updates=0),
+    "ReverseDistillation": dict(max_iter=3, pretrain_epochs=2),
     "SLA2P": dict(max_iter=2, n_projections=8, projection_dim=8),
 }
 

@@ -41,9 +41,7 @@ def _fitted_vector(est):
 def _image_instances():
     fast = dict(device="cpu", random_state=0)
     return [
-        ReverseDistillation(
-            teacher=seeded(ConvTeacher()), max_iter=2, min_updates=0, **fast
-        ),
+        ReverseDistillation(teacher=seeded(ConvTeacher()), max_iter=2, **fast),
         AnoMem(max_iter=2, **fast),
         DiscriminatorGuidedGAN(max_iter=2, **fast),
     ]
