@@ -306,13 +306,6 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         _nn.reset_parameters(module, rng.cpu)
         return module.to(self.device_)
 
-    def _n_epochs(self, n_samples: int, epochs: int, min_updates: int) -> int:
-        """``epochs``, raised until at least ``min_updates`` updates run.
-
-        Transitional: replaced by ``max_iter="auto"`` (:meth:`_epochs`)."""
-        per_epoch = max(1, n_samples // max(1, min(self.batch_size, n_samples)))
-        return max(epochs, -(-int(min_updates) // per_epoch))
-
     def _split_validation(self, n_samples: int, rng: _engine.RandomState):
         """Index tensors (train, validation) on the device; validation is
         None unless ``early_stopping``."""
