@@ -26,12 +26,23 @@ _LAZY = {
     "SLA2P": "skad.sla2p",
     "TrainingDivergedError": "skad._engine",
     "all_estimators": "skad.utils.discovery",
+    "explain": "skad.inspection",
+    "export_onnx": "skad.export",
     "load": "skad.persistence",
+    "plot_attributions": "skad.inspection",
     "save": "skad.persistence",
 }
 
 #: Submodules reachable as attributes of ``skad``.
-_SUBMODULES = ("benchmark", "datasets", "metrics", "persistence", "utils")
+_SUBMODULES = (
+    "benchmark",
+    "datasets",
+    "export",
+    "inspection",
+    "metrics",
+    "persistence",
+    "utils",
+)
 
 __all__ = [
     "AnoMem",
@@ -43,7 +54,10 @@ __all__ = [
     "SLA2P",
     "TrainingDivergedError",
     "all_estimators",
+    "explain",
+    "export_onnx",
     "load",
+    "plot_attributions",
     "save",
     "__version__",
 ]
