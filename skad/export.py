@@ -55,7 +55,7 @@ def _export_detector(detector, row_shape):
     import onnx
     import torch
 
-    module = _score_module(detector, pad=False, score_samples=True)
+    module = _score_module(detector, score_samples=True)
     device = detector.device_
     example = torch.zeros((2, *row_shape), dtype=torch.float64, device=device)
     errors = []
