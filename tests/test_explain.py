@@ -33,6 +33,10 @@ DETECTORS = sorted(SETTINGS)
 
 N_FEATURES = 8
 SHIFT_SD = 6.0
+#: Stated completeness tolerance (docs/explain.rst): |delta| <= 2% of
+#: |score(x) - score(baseline)| with the default 64 steps (256 for
+#: ReverseDistillation's max-of-map image score).
+TOLERANCE = 2e-2
 
 
 def planted_task(seed=0, n_train=800, n_shifted=40, d=N_FEATURES):
@@ -98,7 +102,7 @@ def test_shifted_feature_has_the_largest_attribution(name, task, fitted):
 
 @pytest.mark.parametrize("name", DETECTORS)
 def test_completeness(name, task, fitted):
-    """Attributions sum to score(x) - score(baseline) within 1% (64 steps),
+    """Attributions sum to score(x) - score(baseline) within 2% (64 steps),
     checked against the public scores, with the median baseline mapped back
     to the user's units."""
     X_train, X_shifted, _ = task
@@ -113,7 +117,7 @@ def test_completeness(name, task, fitted):
     gap = pipe.score_samples(baseline)[0] - pipe.score_samples(X_shifted)
     total = attr.to_numpy().sum(axis=1)
     np.testing.assert_allclose(delta, total - gap, rtol=1e-9, atol=1e-12)
-    assert np.all(np.abs(delta) <= 1e-2 * np.abs(gap) + 1e-6)
+    assert np.all(np.abs(delta) <= TOLERANCE * np.abs(gap) + 1e-6)
 
 
 def test_rows_do_not_depend_on_each_other(task, fitted):
@@ -144,7 +148,7 @@ def test_other_per_feature_scalers(scaler, task):
     attr, delta = skad.explain(pipe, X_shifted.to_numpy(), return_delta=True)
     assert isinstance(attr, np.ndarray) and attr.shape == X_shifted.shape
     assert np.mean(attr.argmax(axis=1) == feature) >= 0.8
-    assert np.all(np.abs(delta) <= 1e-2 * np.abs(attr.sum(axis=1)) + 1e-6)
+    assert np.all(np.abs(delta) <= TOLERANCE * np.abs(attr.sum(axis=1)) + 1e-6)
 
 
 # ----------------------------------------------------------- baselines
@@ -203,6 +207,21 @@ def test_rejects_non_linear_steps_and_non_skad_estimators(task):
         skad.explain(det, X_shifted.to_numpy()[:, :3])
 
 
+class _GradientAtScoring(skad.DeepSVDD):
+    """A detector whose score takes an autograd step (SLA2P did)."""
+
+    _score_needs_grad = True
+
+
+def test_scores_that_take_gradients_are_refused(task):
+    X_train, X_shifted, _ = task
+    det = _GradientAtScoring(device="cpu", max_iter=1).fit(X_train)
+    with pytest.raises(NotImplementedError, match="_GradientAtScoring"):
+        skad.explain(det, X_shifted)
+    with pytest.raises(NotImplementedError, match="autograd"):
+        skad.export_onnx(det)
+
+
 def test_unfitted_detector():
     from sklearn.exceptions import NotFittedError
 
@@ -254,7 +273,7 @@ def test_image_modes_return_one_map_per_image(name, digits):
     assert maps.shape == test.shape and maps.dtype == np.float64
     assert np.all(np.isfinite(maps))
     gap = det.score_samples(det.training_median_[None])[0] - det.score_samples(test)
-    assert np.all(np.abs(delta) <= 1e-2 * np.abs(gap) + 1e-6)
+    assert np.all(np.abs(delta) <= TOLERANCE * np.abs(gap) + 1e-6)
 
 
 # ----------------------------------------------------------- plot helper
