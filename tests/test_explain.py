@@ -125,9 +125,15 @@ def test_rows_do_not_depend_on_each_other(task, fitted):
     pipe = fitted("DeepSVDD")
     full = skad.explain(pipe, X_shifted).to_numpy()
     alone = np.vstack([skad.explain(pipe, X_shifted.iloc[[i]]) for i in (0, 17, 39)])
-    reversed_ = skad.explain(pipe, X_shifted.to_numpy()[::-1])[::-1]
+    reversed_ = skad.explain(pipe, X_shifted.iloc[::-1]).to_numpy()[::-1]
     np.testing.assert_allclose(alone, full[[0, 17, 39]], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(reversed_, full, rtol=1e-5, atol=1e-6)
+    # a negatively strided (and read-only) array of scaled rows
+    Z = pipe[0].transform(X_shifted)[::-1]
+    Z.flags.writeable = False
+    np.testing.assert_allclose(
+        skad.explain(pipe[-1], Z)[::-1], full, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_pipeline_equals_detector_on_scaled_rows(task, fitted):
