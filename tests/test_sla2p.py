@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from skad import sla2p as sla2p_module
 from skad.metrics import roc_auc
@@ -12,6 +13,51 @@ from skad.sla2p import SLA2P, gaussian_projections
 from tests.conftest import make_planted
 
 FAST = dict(device="cpu", random_state=0, n_projections=16, projection_dim=16)
+
+
+def _autograd_score(det, X):
+    """Reference: SLA2P's scoring before issue #15 (autograd on the
+    BatchNorm classifier), kept here to pin the analytic scoring to it."""
+    net = det.classifier_
+    net.eval()
+    X = det._prepare(X)
+    n = X.shape[0]
+    total = X.new_zeros(n)
+    for ts, z, target in det._pairs(X):
+        if det.perturbation and det.epsilon > 0:
+            z = z.detach().requires_grad_(True)
+            with torch.enable_grad():
+                logits = net(z)
+                pred = logits.argmax(1)
+                ce = F.cross_entropy(logits, pred, reduction="sum")
+                (grad,) = torch.autograd.grad(ce, z)
+            z = (z + det.epsilon * grad).detach()
+        with torch.no_grad():
+            p = torch.softmax(net(z), dim=1)
+            err = ((p - F.one_hot(target, p.shape[1]).to(p.dtype)) ** 2).mean(dim=1)
+        total += err.reshape(n, ts.shape[0]).sum(1)
+    return total / det.n_projections
+
+
+def _reference_scores(det, X):
+    """``score_samples`` through the reference, on the same padded chunks."""
+    return -det._map_chunks(lambda c: _autograd_score(det, c), X, grad=True)
+
+
+def _assert_same_scores(new, ref):
+    """float32 agreement with the autograd scores.
+
+    The two differ by rounding only: BatchNorm folded into the Linear
+    layers, the projection folded into the first layer, a different order
+    of float32 sums. Almost every row agrees to a few float32 ulps. A pair
+    whose hidden pre-activation is within ~1e-6 of zero can take the other
+    LeakyReLU slope in one of the two (the gradient is discontinuous
+    there); that row then moves by up to ~1e-4 relative, as the autograd
+    float32 scores themselves do against a float64 evaluation.
+    """
+    rel = np.abs(new - ref) / np.abs(ref)
+    assert np.mean(rel <= 2e-6) >= 0.99, np.quantile(rel, [0.5, 0.99, 1.0])
+    np.testing.assert_allclose(new, ref, rtol=1e-3, atol=0)
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +246,91 @@ def test_normalize_false_and_hidden_sizes(planted_data):
     assert np.all(np.isfinite(s))
     linears = [m for m in det.classifier_.modules() if isinstance(m, torch.nn.Linear)]
     assert [m.out_features for m in linears] == [32, 16]
+
+
+# ---------------------------------------------------------------------------
+# Scoring without autograd (issue #15, item 6)
+# ---------------------------------------------------------------------------
+
+SCORING_CASES = {
+    "sphere": dict(),
+    "l2": dict(normalize=True),
+    "raw": dict(normalize=False, epsilon=3.0),
+    "no-perturbation": dict(perturbation=False),
+    "epsilon-0": dict(epsilon=0.0),
+    "large-epsilon": dict(epsilon=20.0),
+    "one-hidden": dict(hidden_layer_sizes=(32,)),  # h = 2 d: g_z, then g_z A
+    "gram": dict(hidden_layer_sizes=(24, 20, 12)),  # h < 2 d: g_a (A^T A)
+    "no-hidden": dict(hidden_layer_sizes=()),  # logits = first layer
+}
+
+
+@pytest.mark.parametrize("params", SCORING_CASES.values(), ids=SCORING_CASES)
+def test_scores_match_the_autograd_reference(planted_data, params):
+    X, _ = planted_data
+    det = SLA2P(max_iter=3, **{**FAST, **params}).fit(X)
+    assert det._folded_projections(det.classifier_.mlp[0].weight) is not None
+    X_new = np.vstack([X, np.random.default_rng(1).normal(size=(100, 8)) * 3])
+    _assert_same_scores(det.score_samples(X_new), _reference_scores(det, X_new))
+
+
+def test_default_scores_match_the_autograd_reference(fitted, planted_data):
+    X, _ = planted_data
+    _assert_same_scores(fitted.score_samples(X), _reference_scores(fitted, X))
+
+
+def test_scores_match_without_the_folded_projections(monkeypatch):
+    """Wide rows (no folding: D h >= D d + d h) and projections regenerated
+    block by block (no cache) take ``x W_t`` first, as the reference."""
+    X, _ = make_planted(n_normal=200, n_anomaly=10, n_features=40, seed=1)
+    det = SLA2P(max_iter=3, **FAST).fit(X)  # D = 41, d = 16, h = 32
+    assert det._folded_projections(det.classifier_.mlp[0].weight) is None
+    _assert_same_scores(det.score_samples(X), _reference_scores(det, X))
+    monkeypatch.setattr(sla2p_module, "_PROJECTION_BUDGET", 3 * 16)
+    det = SLA2P(max_iter=2, **{**FAST, "normalize": False}).fit(X[:, :8])
+    assert det._all_projections(torch.device("cpu"), torch.float32) is None
+    _assert_same_scores(det.score_samples(X[:, :8]), _reference_scores(det, X[:, :8]))
+
+
+def test_scoring_needs_no_autograd(fitted, planted_data, monkeypatch):
+    X, _ = planted_data
+    assert not SLA2P._score_needs_grad
+    expected = fitted.score_samples(X[:50])
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("scoring called torch.autograd.grad")
+
+    monkeypatch.setattr(torch.autograd, "grad", forbidden)
+    sla2p_module._PROJECTION_CACHE.pop(fitted, None)
+    with torch.inference_mode():
+        np.testing.assert_array_equal(fitted.score_samples(X[:50]), expected)
+    # projections cached under inference_mode still serve autograd through
+    # the scores (input attributions such as Integrated Gradients)
+    rows = torch.tensor(X[:4], dtype=torch.float32, requires_grad=True)
+    pad = rows.new_zeros(fitted._score_chunk_size - 4, X.shape[1])
+    with torch.enable_grad():
+        fitted._score(torch.cat([rows, pad])).sum().backward()
+    assert torch.isfinite(rows.grad).all() and rows.grad.abs().sum() > 0
+
+
+def test_score_exports_as_one_static_graph(planted_data):
+    """``_score`` traces without data-dependent Python control flow: the
+    exported graph reproduces the scores of other inputs exactly."""
+    X, _ = planted_data
+    det = SLA2P(max_iter=2, **FAST).fit(X)
+
+    class Scorer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.classifier = det.classifier_
+
+        def forward(self, chunk):
+            return det._score(chunk)
+
+    chunk = torch.tensor(X[:64], dtype=torch.float32)
+    graph = torch.export.export(Scorer(), (chunk,), strict=False).module()
+    other = torch.tensor(X[64:128], dtype=torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(graph(other), det._score(other), rtol=0, atol=0)
+    ops = {str(node.target) for node in graph.graph.nodes}
+    assert not any("grad" in op for op in ops)
