@@ -27,8 +27,8 @@ OPSET = 18
 ML_OPSET = 3
 
 _ONNX_HINT = (
-    "skad.export_onnx needs onnx, onnxscript and skl2onnx: install them with "
-    "`pip install skad[onnx]`."
+    "skad.export_onnx needs onnx, onnxscript, skl2onnx and onnxruntime: "
+    "install them with `pip install skad[onnx]`."
 )
 
 
@@ -50,57 +50,111 @@ def _quiet_exporter():
             lg.setLevel(level)
 
 
-def _export_detector(detector, row_shape):
-    """ONNX model ``X (float64) -> score_samples (float64)`` of the detector."""
+def _dynamo(module, example):
+    import torch
+
+    program = torch.onnx.export(
+        module,
+        (example,),
+        dynamo=True,
+        input_names=["X"],
+        output_names=["score_samples"],
+        dynamic_shapes=({0: torch.export.Dim("n_samples", min=1)},),
+        opset_version=OPSET,
+        optimize=True,
+        verbose=False,
+    )
+    model = program.model_proto
+    # The intermediate shapes the exporter annotates are optional and some
+    # disagree with onnxruntime's own inference (warnings when loading).
+    del model.graph.value_info[:]
+    return model
+
+
+def _torchscript(module, example):
+    import io
+
     import onnx
     import torch
 
-    module = _score_module(detector, score_samples=True)
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        module,
+        (example,),
+        buffer,
+        dynamo=False,
+        input_names=["X"],
+        output_names=["score_samples"],
+        dynamic_axes={"X": {0: "n_samples"}, "score_samples": {0: "n_samples"}},
+        opset_version=OPSET,
+    )
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _verify(model, detector, row_shape) -> str | None:
+    """Score rows near the training median with onnxruntime and with skad, in
+    batches of 1, 7 and one chunk plus one; the mismatch found, or None.
+
+    The bound (1e-4 of the largest score) catches graphs that an exporter
+    specialised to the example's batch size, not float32 rounding.
+    """
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    center = getattr(detector, "training_median_", None)
+    center = np.zeros(row_shape) if center is None else center
+    n = int(detector._score_chunk_size) + 1
+    rows = center + rng.normal(size=(n, *row_shape))
+    expected = detector._score_samples(rows)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    bound = 1e-4 * max(float(np.abs(expected).max()), 1e-12)
+    for size in (1, 7, n):
+        (got,) = session.run(None, {"X": rows[:size]})
+        error = float(np.abs(np.asarray(got) - expected[:size]).max())
+        if not error <= bound:
+            return f"batch of {size} rows: max error {error:.3g} (bound {bound:.3g})"
+    return None
+
+
+def _export_detector(detector, row_shape):
+    """ONNX model ``X (float64) -> score_samples (float64)`` of the detector.
+
+    Tries, in turn, the dynamo exporter, the dynamo exporter with one chunk
+    of zero rows appended to every batch (for hooks whose work split depends
+    on the number of rows), and the TorchScript exporter; the first graph
+    that onnxruntime scores like skad (:func:`_verify`) is returned.
+    """
+    import torch
+
     device = detector.device_
     example = torch.zeros((2, *row_shape), dtype=torch.float64, device=device)
+    chunk = int(detector._score_chunk_size)
+    attempts = [
+        ("dynamo exporter", _dynamo, 0),
+        (f"dynamo exporter, {chunk} rows appended", _dynamo, chunk),
+        ("TorchScript exporter", _torchscript, 0),
+    ]
     errors = []
-    with _quiet_exporter(), torch.no_grad():
+    for what, export, extra in attempts:
+        module = _score_module(detector, score_samples=True, extra_rows=extra)
         try:
-            program = torch.onnx.export(
-                module,
-                (example,),
-                dynamo=True,
-                input_names=["X"],
-                output_names=["score_samples"],
-                dynamic_shapes=({0: torch.export.Dim("n_samples")},),
-                opset_version=OPSET,
-                optimize=True,
-                verbose=False,
-            )
-            model = program.model_proto
-            # The intermediate shapes the exporter annotates are optional and
-            # some disagree with onnxruntime's inference (warnings at load).
-            del model.graph.value_info[:]
+            with _quiet_exporter(), torch.no_grad():
+                model = export(module, example)
+        except Exception as exc:  # noqa: BLE001 - try the next, report all
+            errors.append(f"{what}: {type(exc).__name__}: {str(exc)[:1500]}")
+            continue
+        mismatch = _verify(model, detector, row_shape)
+        if mismatch is None:
             return model
-        except Exception as exc:  # noqa: BLE001 - fall back, report both below
-            errors.append(f"dynamo exporter: {type(exc).__name__}: {exc}")
-        try:
-            import io
-
-            buffer = io.BytesIO()
-            torch.onnx.export(
-                module,
-                (example,),
-                buffer,
-                dynamo=False,
-                input_names=["X"],
-                output_names=["score_samples"],
-                dynamic_axes={"X": {0: "n_samples"}, "score_samples": {0: "n_samples"}},
-                opset_version=OPSET,
-            )
-            return onnx.load_from_string(buffer.getvalue())
-        except Exception as exc:  # noqa: BLE001
-            errors.append(f"TorchScript exporter: {type(exc).__name__}: {exc}")
+        errors.append(f"{what}: the graph scores differently from skad ({mismatch})")
     mode = "image" if len(row_shape) == 3 else "vector"
     raise RuntimeError(
         f"torch could not export the scoring of this {type(detector).__name__} "
-        f"({mode} mode, rows of shape {row_shape}) to ONNX:\n"
-        + "\n".join(e[:2000] for e in errors)
+        f"({mode} mode, rows of shape {row_shape}) to ONNX:\n" + "\n".join(errors)
     )
 
 
@@ -197,12 +251,13 @@ def export_onnx(fitted, path=None):
     Raises
     ------
     ImportError
-        If onnx, onnxscript or skl2onnx is not installed.
+        If onnx, onnxscript, skl2onnx or onnxruntime is not installed.
     ValueError
         If skl2onnx cannot convert a preprocessing step.
     RuntimeError
-        If torch cannot export the detector's scoring (the message names the
-        detector and its input mode).
+        If torch cannot export the detector's scoring, or no exported graph
+        scores like skad (the message names the detector, its input mode and
+        every exporter's error).
 
     Notes
     -----
@@ -234,6 +289,7 @@ def export_onnx(fitted, path=None):
     try:
         import onnx
         import onnx.compose
+        import onnxruntime  # noqa: F401 - checks the exported graph
         import onnxscript  # noqa: F401 - needed by torch's dynamo exporter
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(_ONNX_HINT) from exc

@@ -98,14 +98,17 @@ def _fitted_tensors(detector):
     return modules, buffers
 
 
-def _score_module(detector, *, score_samples: bool = False):
+def _score_module(detector, *, score_samples: bool = False, extra_rows: int = 0):
     """The detector's scoring hook as a :class:`torch.nn.Module`.
 
     ``forward(x)`` maps rows (any float dtype, on ``detector.device_``) to the
     anomaly score of each row (``_score``, float32), or with
     ``score_samples=True`` to skad's ``score_samples`` (negated, float64).
     The fitted modules and tensors are registered as its submodules and
-    buffers, so exporters see them as weights.
+    buffers, so exporters see them as weights. ``extra_rows`` zero rows are
+    appended before scoring (and their scores dropped): for a hook whose
+    work split depends on the number of rows, this keeps that split the same
+    for every batch size of an exported graph.
     """
     import torch
 
@@ -119,7 +122,13 @@ def _score_module(detector, *, score_samples: bool = False):
                 self.register_buffer(f"fitted_tensor_{i}", t, persistent=False)
 
         def forward(self, x):
-            out = detector._score(x.to(torch.float32))
+            x = x.to(torch.float32)
+            if extra_rows:
+                n = x.shape[0]
+                fill = x.new_zeros((extra_rows, *x.shape[1:]))
+                out = detector._score(torch.cat([x, fill]))[:n]
+            else:
+                out = detector._score(x)
             if score_samples:
                 return -out.to(torch.float64)
             return out
