@@ -28,8 +28,22 @@ SETTINGS = {
     "DiscriminatorGuidedGAN": dict(max_iter=10),
     "ESAD": dict(max_iter=10),
     "ReverseDistillation": dict(max_iter=10, pretrain_epochs=5, min_updates=0),
+    "SLA2P": dict(max_iter=10, n_projections=16, projection_dim=16),
 }
 DETECTORS = sorted(SETTINGS)
+
+#: SLA2P's default score perturbs each projected row along the gradient of
+#: the cross-entropy at its *predicted* class: when the predicted class
+#: changes along the integration path, the score jumps, and Integrated
+#: Gradients (an integral of gradients) cannot account for jumps.
+SLA2P_JUMPS = pytest.mark.xfail(
+    strict=True,
+    reason="SLA2P's score jumps where a predicted class changes; delta "
+    "reports the jumps (tested without perturbation instead)",
+)
+COMPLETENESS = [
+    pytest.param(n, marks=SLA2P_JUMPS) if n == "SLA2P" else n for n in DETECTORS
+]
 
 N_FEATURES = 8
 SHIFT_SD = 6.0
@@ -100,7 +114,7 @@ def test_shifted_feature_has_the_largest_attribution(name, task, fitted):
     assert rate >= 0.8, f"{name}: shifted feature on top in {rate:.0%} of rows"
 
 
-@pytest.mark.parametrize("name", DETECTORS)
+@pytest.mark.parametrize("name", COMPLETENESS)
 def test_completeness(name, task, fitted):
     """Attributions sum to score(x) - score(baseline) within 2% (64 steps),
     checked against the public scores, with the median baseline mapped back
@@ -117,6 +131,17 @@ def test_completeness(name, task, fitted):
     gap = pipe.score_samples(baseline)[0] - pipe.score_samples(X_shifted)
     total = attr.to_numpy().sum(axis=1)
     np.testing.assert_allclose(delta, total - gap, rtol=1e-9, atol=1e-12)
+    assert np.all(np.abs(delta) <= TOLERANCE * np.abs(gap) + 1e-6)
+
+
+def test_completeness_of_sla2p_without_perturbation(task):
+    X_train, X_shifted, feature = task
+    det = skad.SLA2P(device="cpu", random_state=0, perturbation=False)
+    pipe = make_pipeline(StandardScaler(), det.set_params(**SETTINGS["SLA2P"]))
+    pipe.fit(X_train)
+    attr, delta = skad.explain(pipe, X_shifted, return_delta=True)
+    assert np.mean(attr.to_numpy().argmax(axis=1) == feature) >= 0.8
+    gap = attr.to_numpy().sum(axis=1) - delta
     assert np.all(np.abs(delta) <= TOLERANCE * np.abs(gap) + 1e-6)
 
 

@@ -26,6 +26,7 @@ SETTINGS = {
     "DiscriminatorGuidedGAN": dict(max_iter=3, n_transforms=4),
     "ESAD": dict(max_iter=3),
     "ReverseDistillation": dict(max_iter=3, pretrain_epochs=2, min_updates=0),
+    "SLA2P": dict(max_iter=3, n_projections=8, projection_dim=8),
 }
 DETECTORS = sorted(SETTINGS)
 
