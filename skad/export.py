@@ -5,7 +5,8 @@ no Python, torch or skad at serving time (``pip install skad[onnx]`` to
 export; ``pip install onnxruntime`` to serve). The detector's scoring hook is
 exported by torch's exporter (the dynamo-based one, falling back to the
 TorchScript one), the scikit-learn preprocessing steps of a Pipeline by
-skl2onnx, and both are merged into one graph.
+skl2onnx, and both are merged into one graph. Every exported graph is
+checked with onnxruntime against skad's own scores before it is returned.
 """
 
 from __future__ import annotations
@@ -265,6 +266,11 @@ def export_onnx(fitted, path=None):
     preprocessing (done in float64, as scikit-learn does). onnxruntime
     scores then match ``score_samples`` within about 1e-6 relative on every
     detector (see the "Explain and serve" guide for the measured errors).
+    Before returning, the graph is run with onnxruntime on batches of 1, 7
+    and ``_score_chunk_size + 1`` rows near the training median and compared
+    with skad; an exporter's graph that does not match (for example one
+    specialised to the example's batch size) is discarded and the next way
+    of exporting is tried.
 
     Examples
     --------

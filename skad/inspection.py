@@ -274,11 +274,15 @@ def explain(
 
     With the default 64 steps the completeness error of the rows one
     explains (anomalies) stays within 2% of ``|score(x) - score(baseline)|``
-    for every detector (measured: at most 1.0%, most detectors below 0.1%);
-    a score that takes a maximum (ReverseDistillation's image score, the
-    maximum of its anomaly map) converges more slowly and needs about 256
-    steps. Rows close to the baseline have a tiny gap, so their relative
-    error can be larger: check it with ``return_delta=True``.
+    for every detector whose score is continuous (measured: at most 1.0%,
+    most detectors below 0.1%); a score that takes a maximum
+    (ReverseDistillation's image score, the maximum of its anomaly map)
+    converges more slowly and needs about 256 steps. Rows close to the
+    baseline have a tiny gap, so their relative error can be larger. SLA2P's
+    default score jumps where the predicted pseudo class of a projection
+    changes (its perturbation follows that class); Integrated Gradients
+    cannot see jumps, and ``delta`` is then their sum (``perturbation=False``
+    gives a continuous score).
 
     Examples
     --------
