@@ -26,12 +26,24 @@ _LAZY = {
     "SLA2P": "skad.sla2p",
     "TrainingDivergedError": "skad.exceptions",
     "all_estimators": "skad.utils.discovery",
+    "explain": "skad.inspection",
+    "export_onnx": "skad.export",
     "load": "skad.persistence",
+    "plot_attributions": "skad.inspection",
     "save": "skad.persistence",
 }
 
 #: Submodules reachable as attributes of ``skad``.
-_SUBMODULES = ("benchmark", "datasets", "exceptions", "metrics", "persistence", "utils")
+_SUBMODULES = (
+    "benchmark",
+    "datasets",
+    "exceptions",
+    "export",
+    "inspection",
+    "metrics",
+    "persistence",
+    "utils",
+)
 
 __all__ = [
     "AnoMem",
@@ -43,7 +55,10 @@ __all__ = [
     "SLA2P",
     "TrainingDivergedError",
     "all_estimators",
+    "explain",
+    "export_onnx",
     "load",
+    "plot_attributions",
     "save",
     "__version__",
 ]

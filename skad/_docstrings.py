@@ -125,6 +125,11 @@ SHARED_ATTRIBUTES: dict[str, tuple[str, str]] = {
         "Validation loss per epoch (only with ``early_stopping=True``).",
     ),
     "device_": ("torch.device", "The device the modules live on."),
+    "training_median_": (
+        "ndarray of shape input_shape_",
+        "Per-feature (image mode: per-pixel) median of the training rows, the "
+        "default reference of :func:`skad.explain`.",
+    ),
     "input_mode_": (
         '{"vector", "image"}',
         "Rows of features (2-D ``X``) or images (4-D ``X``).",

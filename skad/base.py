@@ -412,6 +412,10 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
                 f"{_FLOAT32_MAX:.3g}) can hold; rescale the features, for example "
                 "with sklearn.preprocessing.StandardScaler."
             )
+        # Reference row of skad.explain: per-feature (image mode: per-pixel)
+        # median of the training rows, from evenly spaced rows (<= ~1e7 values).
+        step = max(1, -(-X.size // 10_000_000))
+        self.training_median_ = np.median(X[::step], axis=0).astype(np.float64)
         self.device_ = resolve_device(self.device)
         rng = _engine.make_random_state(self.random_state, self.device_)
 
