@@ -20,6 +20,7 @@ from sklearn.utils._param_validation import (
     StrOptions,
     _Constraint,
 )
+from sklearn.utils.validation import validate_data
 
 __all__ = [
     "FloatTuple",
@@ -31,6 +32,7 @@ __all__ = [
     "check_batch_norm",
     "check_input_array",
     "explain_non_numeric",
+    "validate_input",
     "validate_labels",
 ]
 
@@ -242,3 +244,75 @@ def validate_labels(labels, n_samples: int) -> np.ndarray | None:
             "be normal or unlabelled."
         )
     return arr
+
+
+def _ndim(X) -> int:
+    """Number of dimensions of an array-like, without converting it."""
+    ndim = getattr(X, "ndim", None)
+    if isinstance(ndim, int):
+        return ndim
+    depth = 0
+    while isinstance(X, list | tuple) and len(X) > 0:
+        depth, X = depth + 1, X[0]
+    inner = getattr(X, "ndim", 0)
+    return depth + (inner if isinstance(inner, int) else 0) if depth else 2
+
+
+def validate_input(estimator, X, *, reset: bool):
+    """Validate ``X`` for ``fit`` (``reset=True``) or scoring.
+
+    2-D numeric arrays always; 4-D arrays (n, C, H, W) in detectors with an
+    image mode (``_supports_images``). Sets ``input_mode_`` and
+    ``input_shape_`` at ``fit`` and checks them when scoring. Numeric dtypes
+    are kept at scoring time (the scoring path converts chunk by chunk, so
+    float16 or int8 input is never copied whole).
+    """
+    X = check_input_array(X)
+    ndim = _ndim(X)
+    name = type(estimator).__name__
+    if reset:
+        image = ndim == 4 and estimator._supports_images
+        if image:
+            estimator._check_image_mode()
+    else:
+        image = getattr(estimator, "input_mode_", "vector") == "image"
+        if ndim == 4 and not image:
+            raise ValueError(
+                f"{name} was fitted on rows of {estimator.n_features_in_} features "
+                f"(vector mode); got a 4-D array of images."
+            )
+        if image and ndim != 4:
+            raise ValueError(
+                f"{name} was fitted on images of shape (n, C, H, W) = "
+                f"(n, {', '.join(map(str, estimator.input_shape_))}); got an "
+                f"array with {ndim} dimension(s)."
+            )
+    dtype = [np.float64, np.float32]
+    kind = getattr(getattr(X, "dtype", None), "kind", None)
+    if not reset and kind in ("b", "i", "u", "f"):
+        dtype = None
+    with explain_non_numeric():
+        X = validate_data(
+            estimator,
+            X,
+            reset=reset,
+            dtype=dtype,
+            ensure_min_samples=2 if reset else 1,
+            ensure_all_finite=True,
+            allow_nd=image,
+        )
+    if image and X.ndim != 4:
+        raise ValueError(
+            f"{name} expects a 2-D array (n_samples, n_features) or, in image "
+            f"mode, a 4-D array (n_samples, C, H, W); got shape {X.shape}."
+        )
+    if reset:
+        estimator.input_mode_ = "image" if image else "vector"
+        estimator.input_shape_ = tuple(int(s) for s in X.shape[1:])
+    elif tuple(X.shape[1:]) != tuple(estimator.input_shape_):
+        raise ValueError(
+            f"X has samples of shape {tuple(X.shape[1:])}, but {name} was "
+            f"fitted on samples of shape {tuple(estimator.input_shape_)}."
+        )
+    return X
+

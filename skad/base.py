@@ -42,7 +42,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from skad import _engine, _nn, _robust
 from skad._device import has_tensors, map_location, map_tensors, resolve_device
@@ -51,8 +51,7 @@ from skad._validation import (
     Interval,
     StrOptions,
     _fit_context,
-    check_input_array,
-    explain_non_numeric,
+    validate_input,
     validate_labels,
 )
 from skad._version import __version__
@@ -76,19 +75,9 @@ def _auto_threshold(anomaly: np.ndarray) -> float:
     return float(q3 + 1.5 * (q3 - q1))
 
 
-def _ndim(X) -> int:
-    """Number of dimensions of an array-like, without converting it."""
-    ndim = getattr(X, "ndim", None)
-    if isinstance(ndim, int):
-        return ndim
-    depth = 0
-    while isinstance(X, list | tuple) and len(X) > 0:
-        depth, X = depth + 1, X[0]
-    inner = getattr(X, "ndim", 0)
-    return depth + (inner if isinstance(inner, int) else 0) if depth else 2
-
-
-class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
+class BaseDeepDetector(
+    _engine.TrainingServices, OutlierMixin, BaseEstimator, metaclass=ABCMeta
+):
     """Base class of skad's deep outlier detectors.
 
     It implements ``fit`` / ``score_samples`` / ``decision_function`` /
@@ -182,218 +171,11 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         """Fitted once ``fit`` has completed (it sets ``offset_`` last)."""
         return hasattr(self, "offset_")
 
-    # ------------------------------------------------- services for methods
-    def _fitted_modules(self) -> dict[str, torch.nn.Module]:
-        """Fitted attributes that are torch modules, by name."""
-        return {
-            k: v
-            for k, v in vars(self).items()
-            if k.endswith("_")
-            and not k.startswith("__")
-            and isinstance(v, torch.nn.Module)
-        }
-
-    def _optimizer(
-        self, params, *, learning_rate=None, weight_decay=None, kind="adam", **kwargs
-    ) -> torch.optim.Optimizer:
-        """An optimiser with this detector's ``learning_rate_init`` and
-        ``weight_decay`` unless given."""
-        return _engine.make_optimizer(
-            params,
-            self.learning_rate_init if learning_rate is None else learning_rate,
-            self.weight_decay if weight_decay is None else weight_decay,
-            kind=kind,
-            **kwargs,
-        )
-
-    def _phase(
-        self,
-        step,
-        *,
-        n_samples: int,
-        modules,
-        optimizers=(),
-        name: str | None = None,
-        max_iter: int | None = None,
-        batch_size: int | None = None,
-        n_iter_no_change="default",
-        tol: float | None = None,
-        **kwargs,
-    ) -> _engine.Phase:
-        """A training :class:`~skad._engine.Phase` with this detector's
-        settings (``max_iter`` resolved, ``batch_size``, ``n_iter_no_change``,
-        ``tol``, ``learning_rate_init``) unless given; see
-        :class:`~skad._engine.Phase` for the other arguments."""
-        batch_size = self.batch_size if batch_size is None else batch_size
-        if max_iter is None:
-            max_iter = self._epochs(n_samples, batch_size=batch_size)
-        return _engine.Phase(
-            name=name or type(self).__name__,
-            step=step,
-            n_samples=n_samples,
-            modules=list(modules),
-            optimizers=list(optimizers),
-            max_iter=int(max_iter),
-            batch_size=batch_size,
-            n_iter_no_change=(
-                self.n_iter_no_change
-                if n_iter_no_change == "default"
-                else n_iter_no_change
-            ),
-            tol=self.tol if tol is None else tol,
-            learning_rate=kwargs.pop("learning_rate", self.learning_rate_init),
-            **kwargs,
-        )
-
-    def _fit_phases(self, *phases, rng) -> dict[str, _engine.History]:
-        """Run the training phases in order and store the ``"main"`` record
-        as MLP-style fitted attributes (:meth:`_record`); returns every
-        record by name."""
-        with _nn.dropout_generator(rng.device):
-            records = _engine.run_phases(
-                phases, rng=rng, device=self.device_, verbose=self.verbose
-            )
-        if "main" in records:
-            self._record(records["main"])
-        return records
-
-    def _record(self, history: _engine.History) -> None:
-        """Store a training record as MLP-style fitted attributes.
-
-        Sets ``loss_curve_``, ``n_iter_``, ``best_loss_`` and, when early
-        stopping was on, ``validation_scores_`` (validation loss per epoch).
-        """
-        self.loss_curve_ = list(history.loss_curve)
-        self.n_iter_ = int(history.n_iter)
-        self.best_loss_ = float(history.best_loss)
-        if self.early_stopping and history.validation_scores is not None:
-            self.validation_scores_ = list(history.validation_scores)
-        elif hasattr(self, "validation_scores_"):
-            del self.validation_scores_
-
-    def _epochs(
-        self, n_samples: int, max_iter=None, *, batch_size=None, auto=None
-    ) -> int:
-        """Epochs to run: ``max_iter`` (default: the parameter) as given, or,
-        for ``"auto"``, the fewest epochs that give ``updates`` mini-batch
-        updates, within ``[min_epochs, max_epochs]``, where ``auto`` (default:
-        the class's ``_auto_updates``) is ``(updates, min_epochs,
-        max_epochs)``. One rule for every detector and phase."""
-        max_iter = self.max_iter if max_iter is None else max_iter
-        if max_iter != "auto":
-            return int(max_iter)
-        target, low, high = self._auto_updates if auto is None else auto
-        batch_size = self.batch_size if batch_size is None else batch_size
-        per_epoch = max(1, math.ceil(n_samples / max(1, min(batch_size, n_samples))))
-        epochs = max(low, math.ceil(target / per_epoch))
-        return epochs if high is None else min(epochs, high)
-
-    def _rebuild_networks(self) -> None:
-        """Re-create the fitted modules from the parameters and the plain
-        fitted attributes, for :func:`skad.load` (which then loads the
-        weights); the global RNG is not touched."""
-        rng = _engine.make_random_state(0, torch.device("cpu"))
-        with _engine.private_default_generator():
-            self._build_networks(rng)
-
-    def _make_module(self, build, rng: _engine.RandomState) -> torch.nn.Module:
-        """A module created during training (outside ``_build_networks``):
-        ``build()`` runs without touching the global RNG, the parameters are
-        initialised from the local generator and the module is moved to the
-        device."""
-        with _engine.private_default_generator():
-            module = build()
-        _nn.reset_parameters(module, rng.cpu)
-        return module.to(self.device_)
-
-    def _split_validation(self, n_samples: int, rng: _engine.RandomState):
-        """Index tensors (train, validation) on the device; validation is
-        None unless ``early_stopping``."""
-        if not self.early_stopping or n_samples < 3:
-            return torch.arange(n_samples, device=self.device_), None
-        tr, va = _engine.train_validation_split(
-            n_samples, self.validation_fraction, rng
-        )
-        return (
-            torch.as_tensor(tr, device=self.device_),
-            torch.as_tensor(va, device=self.device_),
-        )
-
-    def _map_chunks(self, fn, X, **kwargs):
-        """:func:`skad._engine.predict_in_chunks` on this detector's device,
-        with its fixed chunk shape."""
-        return _engine.predict_in_chunks(
-            fn, X, self.device_, chunk_size=self._score_chunk_size, **kwargs
-        )
-
-    def _eval_modules(self) -> None:
-        """Put every fitted module in eval mode (modules stay float32)."""
-        for module in self._fitted_modules().values():
-            module.eval()
-        for name, value in vars(self).items():
-            if name.endswith("_") and isinstance(value, dict | list | tuple):
-                map_tensors(
-                    value, lambda t: t.eval() if isinstance(t, torch.nn.Module) else t
-                )
-
     # -------------------------------------------------------------- input
     def _validate_input(self, X, *, reset: bool):
-        """Validate ``X`` for ``fit`` (``reset=True``) or scoring.
-
-        2-D numeric arrays always; 4-D arrays (n, C, H, W) in detectors with
-        an image mode. Sets ``input_mode_`` and ``input_shape_`` at ``fit``
-        and checks them when scoring. Numeric dtypes are kept at scoring time
-        (the scoring path converts chunk by chunk, so float16 or int8 input
-        is never copied whole).
-        """
-        X = check_input_array(X)
-        ndim = _ndim(X)
-        name = type(self).__name__
-        if reset:
-            image = ndim == 4 and self._supports_images
-            if image:
-                self._check_image_mode()
-        else:
-            image = getattr(self, "input_mode_", "vector") == "image"
-            if ndim == 4 and not image:
-                raise ValueError(
-                    f"{name} was fitted on rows of {self.n_features_in_} features "
-                    f"(vector mode); got a 4-D array of images."
-                )
-            if image and ndim != 4:
-                raise ValueError(
-                    f"{name} was fitted on images of shape (n, C, H, W) = "
-                    f"(n, {', '.join(map(str, self.input_shape_))}); got an "
-                    f"array with {ndim} dimension(s)."
-                )
-        dtype = [np.float64, np.float32]
-        kind = getattr(getattr(X, "dtype", None), "kind", None)
-        if not reset and kind in ("b", "i", "u", "f"):
-            dtype = None
-        with explain_non_numeric():
-            X = validate_data(
-                self,
-                X,
-                reset=reset,
-                dtype=dtype,
-                ensure_min_samples=2 if reset else 1,
-                ensure_all_finite=True,
-                allow_nd=image,
-            )
-        if image and X.ndim != 4:
-            raise ValueError(
-                f"{name} expects a 2-D array (n_samples, n_features) or, in image "
-                f"mode, a 4-D array (n_samples, C, H, W); got shape {X.shape}."
-            )
-        if reset:
-            self.input_mode_ = "image" if image else "vector"
-            self.input_shape_ = tuple(int(s) for s in X.shape[1:])
-        elif tuple(X.shape[1:]) != tuple(self.input_shape_):
-            raise ValueError(
-                f"X has samples of shape {tuple(X.shape[1:])}, but {name} was "
-                f"fitted on samples of shape {tuple(self.input_shape_)}."
-            )
-        return X
+        """Validate ``X`` for ``fit`` (``reset=True``) or scoring; see
+        :func:`skad._validation.validate_input`."""
+        return validate_input(self, X, reset=reset)
 
     # -------------------------------------------------------------- fit
     def _fit(self, X, labels=None):

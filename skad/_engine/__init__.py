@@ -21,6 +21,7 @@ from skad._engine._random import (
     make_random_state,
     private_default_generator,
 )
+from skad._engine._services import TrainingServices
 from skad._engine._training import History, Phase, make_optimizer, run_phases
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "History",
     "Phase",
     "RandomState",
+    "TrainingServices",
     "_OOM_ERRORS",
     "iter_minibatches",
     "make_optimizer",
