@@ -112,7 +112,7 @@ class SLA2P(BaseDeepDetector):
         sees ``min(n_samples, 1024)`` rows, each paired with 8 projections
         drawn for its mini-batch.
     {batch_size}
-        Here (row, projection) pairs per step, as in the paper: a step takes
+        In SLA2P these are (row, projection) pairs, as in the paper: a step takes
         ``batch_size // 8`` rows (at least one) times 8 random projections
         (``n_transforms`` if fewer), so every step has at least 2 pairs for
         the classifier's BatchNorm.

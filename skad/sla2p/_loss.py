@@ -43,14 +43,14 @@ def input_gradient(layers, pres: list[torch.Tensor]) -> torch.Tensor:
     """Gradient, with respect to the first layer's pre-activations, of the
     summed cross-entropy at the predicted class, per row.
 
-    ``layers`` is the folded classifier (:func:`~skad.sla2p._net.
-    fold_batchnorm`) and ``pres`` its pre-activations
-    (:func:`~skad.sla2p._net.leaky_forward`). ``d CE / d logits = softmax -
-    onehot(argmax)``, then back through the Linear layers and the LeakyReLU
-    slopes (``1`` where the pre-activation is positive, ``slope`` elsewhere:
-    autograd's own LeakyReLU backward kernel, an ATen op that traces and
-    exports like any other; it is 20x faster on a CPU than the equivalent
-    ``torch.where``).
+    ``layers`` is the folded classifier
+    (:func:`~skad.sla2p._net.fold_batchnorm`) and ``pres`` its
+    pre-activations (:func:`~skad.sla2p._net.leaky_forward`).
+    ``d CE / d logits = softmax - onehot(argmax)``, then back through the
+    Linear layers and the LeakyReLU slopes (``1`` where the pre-activation
+    is positive, ``slope`` elsewhere: autograd's own LeakyReLU backward
+    kernel, an ATen op that traces and exports like any other; it is 20x
+    faster on a CPU than the equivalent ``torch.where``).
     """
     logits = pres[-1]
     pred = logits.argmax(dim=1, keepdim=True)
