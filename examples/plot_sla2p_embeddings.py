@@ -4,7 +4,7 @@ SLA2P on image embeddings (ResNet-18 features)
 ================================================
 
 :class:`skad.SLA2P` needs no image model of its own: it works on any feature
-vectors. Each row is mapped by ``n_projections`` random Gaussian projections,
+vectors. Each row is mapped by ``n_transforms`` random Gaussian projections,
 a classifier learns which projection produced each transformed vector, and
 rows whose projections it cannot tell apart (after a small adversarial step)
 are anomalous.

@@ -10,7 +10,7 @@ FAST_PARAMS = {
     "DiscriminatorGuidedGAN": dict(max_iter=3),
     "ESAD": dict(max_iter=3),
     "ReverseDistillation": dict(max_iter=3, pretrain_epochs=2),
-    "SLA2P": dict(max_iter=2, n_projections=8, projection_dim=8),
+    "SLA2P": dict(max_iter=2, n_transforms=8, projection_dim=8),
 }
 
 

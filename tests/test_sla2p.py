@@ -7,12 +7,15 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from skad import sla2p as sla2p_module
+from skad._device import has_tensors
+from skad._validation import InvalidParameterError
 from skad.metrics import roc_auc
 from skad.sla2p import SLA2P, gaussian_projections
+from skad.sla2p import _projections as projections_module
+from skad.sla2p._net import l2_normalize
 from tests.conftest import make_planted
 
-FAST = dict(device="cpu", random_state=0, n_projections=16, projection_dim=16)
+FAST = dict(device="cpu", random_state=0, n_transforms=16, projection_dim=16)
 
 
 def _autograd_score(det, X):
@@ -36,7 +39,7 @@ def _autograd_score(det, X):
             p = torch.softmax(net(z), dim=1)
             err = ((p - F.one_hot(target, p.shape[1]).to(p.dtype)) ** 2).mean(dim=1)
         total += err.reshape(n, ts.shape[0]).sum(1)
-    return total / det.n_projections
+    return total / det.n_transforms
 
 
 def _reference_scores(det, X):
@@ -151,26 +154,26 @@ def test_memory_bound_for_large_k(monkeypatch, planted_data):
     is ever generated, and the regenerated blocks are the cached matrices."""
     X = planted_data[0][:60]
     sizes = []
-    real = sla2p_module.gaussian_projections
+    real = projections_module.gaussian_projections
 
     def spy(*args, **kwargs):
         out = real(*args, **kwargs)
         sizes.append(out.numel())
         return out
 
-    monkeypatch.setattr(sla2p_module, "gaussian_projections", spy)
+    monkeypatch.setattr(projections_module, "gaussian_projections", spy)
     for budget in (
         2 * 8 * 16,
         3 * 16,
     ):  # whole (9 x 16) matrices; 3 rows of one
         sizes.clear()
-        monkeypatch.setattr(sla2p_module, "_PROJECTION_BUDGET", budget)
+        monkeypatch.setattr(projections_module, "_PROJECTION_BUDGET", budget)
         det = SLA2P(max_iter=1, **FAST).fit(X)
         streamed = det.score_samples(X)
         assert sizes and max(sizes) <= budget
-        assert det not in sla2p_module._PROJECTION_CACHE
+        assert det not in projections_module._PROJECTION_CACHE
         # the same model scored through the cache of all projections
-        monkeypatch.setattr(sla2p_module, "_PROJECTION_BUDGET", 2**24)
+        monkeypatch.setattr(projections_module, "_PROJECTION_BUDGET", 2**24)
         # blockwise and whole-matrix float32 products round differently
         np.testing.assert_allclose(det.score_samples(X), streamed, rtol=1e-6)
 
@@ -179,18 +182,18 @@ def test_large_k_full_tensor_never_allocated(monkeypatch):
     """K=1024 projections of 32 features to 32 dims (1 M entries) with a
     64 k budget: every generated block stays within the budget."""
     sizes = []
-    real = sla2p_module.gaussian_projections
+    real = projections_module.gaussian_projections
 
     def spy(*args, **kwargs):
         out = real(*args, **kwargs)
         sizes.append(out.numel())
         return out
 
-    monkeypatch.setattr(sla2p_module, "_PROJECTION_BUDGET", 2**16)
-    monkeypatch.setattr(sla2p_module, "gaussian_projections", spy)
+    monkeypatch.setattr(projections_module, "_PROJECTION_BUDGET", 2**16)
+    monkeypatch.setattr(projections_module, "gaussian_projections", spy)
     X = np.random.default_rng(0).normal(size=(20, 32))
     det = SLA2P(
-        n_projections=1024,
+        n_transforms=1024,
         projection_dim=32,
         hidden_layer_sizes=(32,),
         max_iter=1,
@@ -210,8 +213,9 @@ def test_persistence_never_stores_projections(planted_data, tmp_path):
     X, _ = planted_data
     det = SLA2P(max_iter=2, **FAST).fit(X)
     s = det.score_samples(X[:10])
-    assert det in sla2p_module._PROJECTION_CACHE
-    assert not any(isinstance(v, torch.Tensor | tuple) for v in vars(det).values())
+    assert det in projections_module._PROJECTION_CACHE
+    # the classifier is the only fitted attribute that holds tensors
+    assert [k for k, v in vars(det).items() if has_tensors(v)] == ["classifier_"]
     again = pickle.loads(pickle.dumps(det))
     np.testing.assert_array_equal(again.score_samples(X[:10]), s)
     skad.save(det, tmp_path / "m.skad")
@@ -237,6 +241,39 @@ def test_sphere_normalisation_keeps_the_norm(planted_data):
     # plain L2 normalisation cannot tell x from 5 x; the sphere lift can
     np.testing.assert_allclose(l2.score_samples(X[:5]), l2.score_samples(5 * X[:5]))
     assert np.all(sphere.score_samples(X[:5]) > sphere.score_samples(5 * X[:5]))
+
+
+def test_huge_rows_score_finite_and_are_outliers(planted_data):
+    """A row scaled by 1e30 (finite in float32, its float32 norm is not)
+    keeps its direction through the normalisation: a finite score from the
+    network itself, and an outlier under the default sphere lift."""
+    X, _ = planted_data
+    huge = np.vstack([X[:3] * 1e30, -X[3:6] * 1e30])
+    sphere = SLA2P(max_iter=2, **FAST).fit(X)
+    anomaly = sphere._map_chunks(sphere._score, huge)
+    assert np.all(np.isfinite(anomaly))
+    np.testing.assert_array_equal(sphere.predict(huge), [-1] * 6)
+    # plain L2 normalisation is scale-free, even at 1e30
+    l2 = SLA2P(normalize=True, max_iter=2, **FAST).fit(X)
+    np.testing.assert_allclose(
+        l2.score_samples(huge[:3]), l2.score_samples(X[:3]), rtol=1e-5
+    )
+    raw = SLA2P(normalize=False, max_iter=2, **FAST).fit(X)
+    assert np.all(np.isfinite(raw._map_chunks(raw._score, huge)))
+
+
+def test_l2_normalize_keeps_the_direction_of_huge_rows():
+    X = torch.tensor([[3.0, -4.0, 0.0], [0.0, 0.0, 0.0], [1e-3, 2e-3, 2e-3]])
+    expected = torch.tensor([[0.6, -0.8, 0.0], [0.0, 0.0, 0.0], [1 / 3, 2 / 3, 2 / 3]])
+    torch.testing.assert_close(l2_normalize(X), expected)
+    torch.testing.assert_close(l2_normalize(X * 1e30), expected)  # norm: inf
+    # rows whose norm is finite take the plain division, bit for bit
+    torch.testing.assert_close(
+        l2_normalize(X),
+        X / X.norm(dim=1, keepdim=True).clamp_min(1e-12),
+        rtol=0,
+        atol=0,
+    )
 
 
 def test_normalize_false_and_hidden_sizes(planted_data):
@@ -269,7 +306,7 @@ SCORING_CASES = {
 def test_scores_match_the_autograd_reference(planted_data, params):
     X, _ = planted_data
     det = SLA2P(max_iter=3, **{**FAST, **params}).fit(X)
-    assert det._folded_projections(det.classifier_.mlp[0].weight) is not None
+    assert det._bank().fold(det.classifier_.mlp[0].weight) is not None
     X_new = np.vstack([X, np.random.default_rng(1).normal(size=(100, 8)) * 3])
     _assert_same_scores(det.score_samples(X_new), _reference_scores(det, X_new))
 
@@ -284,11 +321,11 @@ def test_scores_match_without_the_folded_projections(monkeypatch):
     block by block (no cache) take ``x W_t`` first, as the reference."""
     X, _ = make_planted(n_normal=200, n_anomaly=10, n_features=40, seed=1)
     det = SLA2P(max_iter=3, **FAST).fit(X)  # D = 41, d = 16, h = 32
-    assert det._folded_projections(det.classifier_.mlp[0].weight) is None
+    assert det._bank().fold(det.classifier_.mlp[0].weight) is None
     _assert_same_scores(det.score_samples(X), _reference_scores(det, X))
-    monkeypatch.setattr(sla2p_module, "_PROJECTION_BUDGET", 3 * 16)
+    monkeypatch.setattr(projections_module, "_PROJECTION_BUDGET", 3 * 16)
     det = SLA2P(max_iter=2, **{**FAST, "normalize": False}).fit(X[:, :8])
-    assert det._all_projections(torch.device("cpu"), torch.float32) is None
+    assert det._bank().all(torch.device("cpu"), torch.float32) is None
     _assert_same_scores(det.score_samples(X[:, :8]), _reference_scores(det, X[:, :8]))
 
 
@@ -301,7 +338,7 @@ def test_scoring_needs_no_autograd(fitted, planted_data, monkeypatch):
         raise AssertionError("scoring called torch.autograd.grad")
 
     monkeypatch.setattr(torch.autograd, "grad", forbidden)
-    sla2p_module._PROJECTION_CACHE.pop(fitted, None)
+    projections_module._PROJECTION_CACHE.pop(fitted, None)
     with torch.inference_mode():
         np.testing.assert_array_equal(fitted.score_samples(X[:50]), expected)
     # projections cached under inference_mode still serve autograd through
@@ -334,3 +371,51 @@ def test_score_exports_as_one_static_graph(planted_data):
         torch.testing.assert_close(graph(other), det._score(other), rtol=0, atol=0)
     ops = {str(node.target) for node in graph.graph.nodes}
     assert not any("grad" in op for op in ops)
+
+
+# ---------------------------------------------------------------------------
+# Parameters (issue #17)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(hidden_layer_sizes=(-4,)),
+        dict(hidden_layer_sizes=(0,)),
+        dict(hidden_layer_sizes=(float("nan"), 1, 1)),
+        dict(hidden_layer_sizes=(16.5, 8)),
+        dict(hidden_layer_sizes=(True,)),
+        dict(hidden_layer_sizes=16),
+        dict(n_transforms=1),
+        dict(projection_dim=0),
+    ],
+)
+def test_invalid_parameters_raise_before_any_network(params, monkeypatch):
+    def fail(*args):
+        raise AssertionError("a network was built")
+
+    monkeypatch.setattr(SLA2P, "_build_networks", fail)
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    with pytest.raises(InvalidParameterError, match=next(iter(params))):
+        SLA2P(**{**FAST, **params}).fit(X)
+
+
+def test_n_transforms_is_the_number_of_pseudo_classes(planted_data):
+    X, _ = planted_data
+    det = SLA2P(max_iter=1, **{**FAST, "n_transforms": 5}).fit(X)
+    assert det.classifier_.mlp[-1].out_features == 5
+    with pytest.raises(TypeError, match="n_projections"):
+        SLA2P(n_projections=8)
+    # the list form of the hidden widths is accepted as well
+    SLA2P(max_iter=1, hidden_layer_sizes=[8], **FAST).fit(X[:40])
+
+
+def test_every_batch_size_gives_batchnorm_two_pairs():
+    """A step pairs at least one row with min(n_transforms, 8) >= 2
+    projections, so even batch_size=1 trains the BatchNorm classifier: no
+    configuration needs to be rejected."""
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    det = SLA2P(max_iter=1, batch_size=1, **{**FAST, "n_transforms": 2}).fit(X)
+    assert np.all(np.isfinite(det.score_samples(X)))
+    assert np.isfinite(det.loss_curve_[0])
