@@ -9,7 +9,7 @@ from skad import AnoMem
 from skad._validation import InvalidParameterError
 from skad.anomem import _detector, _loss, _net
 from skad.metrics import roc_auc
-from tests.conftest import make_planted
+from tests._helpers import make_planted
 
 FAST = dict(
     device="cpu",

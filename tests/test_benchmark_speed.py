@@ -11,12 +11,8 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from skad.benchmark import DetectorSpec, SpeedJob, SpeedRecord, read_csv, run_speed
 from skad.benchmark._records import BaseRecord, column
 from skad.benchmark._runner import run_jobs
-from skad.benchmark._speed import (
-    COMPARED,
-    measure_sgemm,
-    speed_jobs,
-    speed_markdown,
-)
+from skad.benchmark._speed import COMPARED, measure_sgemm, speed_jobs
+from skad.benchmark._speed_report import speed_markdown
 
 TINY = dict(
     fit_rows=256,

@@ -11,7 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skad import all_estimators
 from skad.metrics import roc_auc
-from tests._instances import fast_instances
+from tests._helpers import fast_instances
 
 
 def test_all_estimators_lists_detectors():

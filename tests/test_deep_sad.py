@@ -3,16 +3,14 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.model_selection import GridSearchCV, KFold
 
 import skad.deep_sad
 import skad.deep_svdd
 from skad import DeepSAD, DeepSVDD
 from skad.deep_sad import deep_sad_loss
-from skad.metrics import roc_auc, roc_auc_scorer
+from skad.metrics import roc_auc
 from skad.utils import semi_supervised_labels
-from tests._helpers import clustered_task
-from tests.conftest import make_planted
+from tests._helpers import clustered_task, make_planted
 
 FAST = dict(device="cpu", random_state=0)
 
@@ -107,30 +105,3 @@ def test_early_stopping_splits_labels():
     assert np.all(np.isfinite(est.validation_scores_))
 
 
-class _Recorder(DeepSAD):
-    """DeepSAD that records the labels it was fitted with (test only)."""
-
-    seen = []
-
-    def _fit_networks(self, X, labels, rng):
-        type(self).seen.append(None if labels is None else labels.cpu().numpy())
-        super()._fit_networks(X, labels, rng)
-
-
-def test_grid_search_splits_labels_with_folds():
-    X, y = make_planted(n_normal=90, n_anomaly=30)
-    labels = semi_supervised_labels(y, 0.5, random_state=0)
-    _Recorder.seen = []
-    cv = KFold(3, shuffle=True, random_state=0)
-    search = GridSearchCV(
-        _Recorder(max_iter=2, **FAST),
-        {"eta": [1.0, 5.0]},
-        scoring=roc_auc_scorer,
-        cv=cv,
-    ).fit(X, y, labels=labels)
-    folds = [labels[train] for train, _ in cv.split(X)]
-    assert len(_Recorder.seen) == 7  # 2 candidates x 3 folds + refit
-    for seen, expected in zip(_Recorder.seen[:6], folds + folds):
-        np.testing.assert_array_equal(seen, expected)
-    np.testing.assert_array_equal(_Recorder.seen[6], labels)
-    assert search.best_params_["eta"] in (1.0, 5.0)

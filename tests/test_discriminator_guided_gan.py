@@ -13,7 +13,7 @@ from skad._validation import InvalidParameterError
 from skad.discriminator_guided_gan import DiscriminatorGuidedGAN, _estimator
 from skad.discriminator_guided_gan._net import default_channels, max_conv_stages
 from skad.exceptions import TrainingWarning
-from tests.conftest import make_planted
+from tests._helpers import make_planted
 
 FAST = dict(device="cpu", max_iter=40, random_state=0)
 SCORES = ("combined", "classification", "features", "discriminator")

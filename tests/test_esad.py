@@ -3,17 +3,15 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.model_selection import GridSearchCV, KFold
 
 from skad import ESAD, _hypersphere
 from skad._validation import InvalidParameterError
 from skad.esad import _loss as esad_loss_module
 from skad.esad._loss import anomaly_norm_loss, oversampling_weights
 from skad.esad._net import default_sizes
-from skad.metrics import roc_auc, roc_auc_scorer
+from skad.metrics import roc_auc
 from skad.utils import semi_supervised_labels
-from tests._helpers import clustered_task
-from tests.conftest import make_planted
+from tests._helpers import clustered_task, make_planted
 
 FAST = dict(device="cpu", random_state=0)
 
@@ -153,35 +151,6 @@ def test_default_sizes():
     assert default_sizes(6) == ((32, 16), 4)
     assert default_sizes(21) == ((32, 16), 8)
     assert default_sizes(512) == ((256, 128), 64)
-
-
-class _Recorder(ESAD):
-    """ESAD that records the labels it was fitted with (test only)."""
-
-    seen = []
-
-    def _fit_networks(self, X, labels, rng):
-        type(self).seen.append(None if labels is None else labels.cpu().numpy())
-        super()._fit_networks(X, labels, rng)
-
-
-def test_grid_search_splits_labels_with_folds():
-    X, y = make_planted(n_normal=90, n_anomaly=30)
-    labels = semi_supervised_labels(y, 0.5, random_state=0)
-    _Recorder.seen = []
-    cv = KFold(3, shuffle=True, random_state=0)
-    search = GridSearchCV(
-        _Recorder(max_iter=2, **FAST),
-        {"entropy_weight": [0.5, 1.0]},
-        scoring=roc_auc_scorer,
-        cv=cv,
-    ).fit(X, y, labels=labels)
-    folds = [labels[train] for train, _ in cv.split(X)]
-    assert len(_Recorder.seen) == 7  # 2 candidates x 3 folds + refit
-    for seen, expected in zip(_Recorder.seen[:6], folds + folds):
-        np.testing.assert_array_equal(seen, expected)
-    np.testing.assert_array_equal(_Recorder.seen[6], labels)
-    assert search.best_params_["entropy_weight"] in (0.5, 1.0)
 
 
 def test_inverse_norm_term_is_the_shared_inverse_distance():

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from sklearn.base import clone
 
-from tests._instances import fast_instances
+from tests._helpers import fast_instances
 
 INSTANCES = fast_instances()
 

@@ -42,3 +42,45 @@ def test_unknown_attribute_raises_attribute_error():
         assert "not_a_name" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def _imports(path):
+    import ast
+
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+            for alias in node.names:
+                yield f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+
+
+def test_only_the_base_imports_the_engine():
+    """Detectors talk to skad.base; the engine stays an implementation detail
+    (a method module importing skad._engine fails here)."""
+    from pathlib import Path
+
+    root = Path(skad.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).as_posix()
+        if rel in ("__init__.py", "base.py") or rel.startswith("_engine/"):
+            continue
+        engine = ("skad._engine", "skad._engine.")
+        if any(m == engine[0] or m.startswith(engine[1]) for m in _imports(path)):
+            offenders.append(rel)
+    assert not offenders, f"modules importing skad._engine: {offenders}"
+
+
+def test_no_module_over_500_lines():
+    from pathlib import Path
+
+    root = Path(skad.__file__).parent
+    long = {
+        path.relative_to(root).as_posix(): n
+        for path in root.rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 500
+    }
+    assert not long, long

@@ -9,7 +9,7 @@ from sklearn.compose import make_column_transformer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from tests._instances import fast_instances
+from tests._helpers import fast_instances
 
 pd = pytest.importorskip("pandas")
 

@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 import skad
 from skad.persistence import FORMAT_VERSION, InconsistentVersionWarning
-from tests._instances import fast_instances
+from tests._helpers import fast_instances
 
 INSTANCES = fast_instances()
 IDS = [type(e).__name__ for e in INSTANCES]

@@ -13,8 +13,8 @@ from skad import ReverseDistillation
 from skad._validation import InvalidParameterError
 from skad.metrics import roc_auc
 from tests._helpers import ConvTeacher as _ConvTeacher
+from tests._helpers import make_planted
 from tests._helpers import seeded as _seeded
-from tests.conftest import make_planted
 
 FAST = dict(max_iter=5, pretrain_epochs=3, device="cpu", random_state=0)
 

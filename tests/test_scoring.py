@@ -11,14 +11,16 @@ chunks.
 
 from __future__ import annotations
 
+import inspect
+import logging
+
 import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
 
-from skad import AnoMem, DiscriminatorGuidedGAN, ReverseDistillation
-from tests._helpers import ConvTeacher, seeded
-from tests._instances import fast_instances
+from skad import AnoMem, DiscriminatorGuidedGAN, ReverseDistillation, _engine
+from tests._helpers import ConvTeacher, data, fast_instances, fitted, seeded
 
 INSTANCES = fast_instances()
 #: Smaller chunks than the default so that 150 rows span several chunks.
@@ -122,3 +124,110 @@ def test_narrow_dtypes_score_like_float64():
     X = np.random.default_rng(4).integers(-3, 4, size=(N_ROWS, 12))
     expected = est.score_samples(X.astype(np.float64))
     assert np.array_equal(est.score_samples(X.astype(np.float16)), expected)
+
+
+# ---------------------------------------------------------------------------
+# Chunks: fixed shape, bounded memory, out-of-memory retries
+# ---------------------------------------------------------------------------
+
+
+def _oom():
+    return _engine._OOM_ERRORS[0]("CUDA out of memory (fake)")
+
+
+def _use_chunks(monkeypatch, est, size):
+    """Score in chunks of ``size`` rows (instead of SCORE_CHUNK_SIZE) so the
+    chunking is exercised on small data by every detector."""
+    monkeypatch.setattr(est, "_score_chunk_size", size, raising=False)
+
+
+def test_default_scoring_chunk_is_bounded():
+    default = inspect.signature(_engine.predict_in_chunks).parameters["chunk_size"]
+    assert default.default == _engine.SCORE_CHUNK_SIZE <= 2**16
+
+
+@pytest.mark.parametrize("estimator", INSTANCES, ids=_name)
+def test_scoring_is_chunked_in_one_fixed_shape(estimator, monkeypatch):
+    est = fitted(estimator)
+    X = data(2 * 32 + 5, 4, seed=7)
+    _use_chunks(monkeypatch, est, 32)
+    expected = est.score_samples(X)
+    seen = []
+    score = est._score
+
+    def spy(Xb):
+        seen.append((tuple(Xb.shape), Xb.dtype))
+        return score(Xb)
+
+    monkeypatch.setitem(vars(est), "_score", spy)
+    s = est.score_samples(X)
+    # every forward pass has the same shape: the last chunk is zero-padded
+    assert seen == [((32, 4), torch.float32)] * 3
+    np.testing.assert_array_equal(s, expected)
+
+
+@pytest.mark.parametrize("estimator", INSTANCES, ids=_name)
+def test_out_of_memory_while_scoring_retries_smaller_chunks(
+    estimator, monkeypatch, caplog
+):
+    est = fitted(estimator)
+    X = data(100, 4, seed=8)
+    expected = est.score_samples(X)
+    score = est._score
+
+    def flaky(Xb):
+        if Xb.shape[0] > 20:
+            raise _oom()
+        return score(Xb)
+
+    monkeypatch.setitem(vars(est), "_score", flaky)
+    _use_chunks(monkeypatch, est, 64)
+    with caplog.at_level(logging.WARNING, logger="skad"):
+        got = est.score_samples(X)
+    # a halved chunk is another shape: equal up to float32 rounding only
+    # (documented in predict_in_chunks)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert "retrying with chunks of 16 rows" in caplog.text
+
+
+def test_predict_in_chunks_retry_keeps_fixed_shapes():
+    """Every chunk is padded to the current chunk size, and an out-of-memory
+    error halves it until the chunk fits."""
+    shapes = []
+
+    def fn(Xb):
+        shapes.append(Xb.shape[0])
+        if Xb.shape[0] > 100:
+            raise _oom()
+        return Xb.sum(dim=1)
+
+    X = data(1000, 3, seed=9)
+    out = _engine.predict_in_chunks(fn, X, torch.device("cpu"), chunk_size=1024)
+    np.testing.assert_allclose(out, X.sum(axis=1), rtol=1e-5)
+    assert shapes[:5] == [1024, 512, 256, 128, 64]
+    assert set(shapes[4:]) == {64}  # fixed shape: the last chunk is padded
+    assert out.dtype == np.float64 and out.shape == (1000,)
+
+
+def test_predict_in_chunks_gives_up_at_one_row():
+    def fn(Xb):
+        raise _oom()
+
+    with pytest.raises(_engine._OOM_ERRORS[0]):
+        _engine.predict_in_chunks(
+            fn, data(10, 2), torch.device("cpu"), chunk_size=8
+        )
+
+
+def test_predict_in_chunks_other_errors_are_not_retried():
+    calls = []
+
+    def fn(Xb):
+        calls.append(Xb.shape[0])
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        _engine.predict_in_chunks(fn, data(10, 2), torch.device("cpu"))
+    assert calls == [_engine.SCORE_CHUNK_SIZE]
+
+

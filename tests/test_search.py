@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import loguniform
-from sklearn.base import clone
 from sklearn.model_selection import (
     GridSearchCV,
     RandomizedSearchCV,
@@ -20,8 +19,7 @@ from sklearn.preprocessing import StandardScaler
 import skad
 from skad.metrics import SCORERS, average_precision_scorer, roc_auc_scorer
 from skad.utils import torch_threads
-from tests._instances import fast_instances
-from tests.conftest import make_planted
+from tests._helpers import labelled_instances, make_planted, name
 
 CV = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
 
@@ -56,8 +54,8 @@ def test_multi_metric_search_refits_on_named_scorer():
     X, y = _data()
     search = GridSearchCV(_pipe(), GRID, scoring=SCORERS, cv=CV, refit="roc_auc")
     search.fit(X, y)
-    for name in SCORERS:
-        assert f"mean_test_{name}" in search.cv_results_
+    for scorer in SCORERS:
+        assert f"mean_test_{scorer}" in search.cv_results_
     best = np.argmax(search.cv_results_["mean_test_roc_auc"])
     assert search.best_index_ == best
 
@@ -120,23 +118,38 @@ def test_torch_threads_context():
             pass
 
 
-def _semi_supervised():
-    return [e for e in fast_instances() if e._supports_labels]
+def _recording(estimator):
+    """A clone of ``estimator`` whose class records the labels of every fit."""
+    cls = type(estimator)
+    seen = []
+
+    def _fit(self, X, labels=None):
+        seen.append(None if labels is None else np.asarray(labels).copy())
+        return cls._fit(self, X, labels=labels)
+
+    recorder = type(f"Recording{cls.__name__}", (cls,), {"_fit": _fit})
+    return recorder(**estimator.get_params()), seen
 
 
-@pytest.mark.parametrize(
-    "estimator", _semi_supervised(), ids=lambda e: type(e).__name__
-)
-def test_search_routes_labels_with_folds(estimator):
-    """fit(X, y, labels=...) splits the labels with the folds."""
-    X, y = _data()
+@pytest.mark.parametrize("estimator", labelled_instances(), ids=name)
+def test_search_splits_labels_with_the_folds(estimator):
+    """GridSearchCV(...).fit(X, y, labels=...) gives every fit the labels of
+    its training fold (and the refit all of them), for every detector that
+    takes labels; the scorer sees the truth y."""
+    X, y = make_planted(n_normal=90, n_anomaly=30)
     labels = skad.utils.semi_supervised_labels(y, 0.5, random_state=0)
+    est, seen = _recording(estimator)
     search = GridSearchCV(
-        clone(estimator),
+        est,
         {"contamination": [0.05, 0.1]},
         scoring=roc_auc_scorer,
         cv=CV,
     ).fit(X, y, labels=labels)
+    folds = [labels[train] for train, _ in CV.split(X, y)]
+    assert len(seen) == 7  # 2 candidates x 3 folds + refit
+    for got, expected in zip(seen[:6], folds + folds):
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(seen[6], labels)
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 

@@ -13,7 +13,7 @@ from skad.metrics import roc_auc
 from skad.sla2p import SLA2P, gaussian_projections
 from skad.sla2p import _projections as projections_module
 from skad.sla2p._net import l2_normalize
-from tests.conftest import make_planted
+from tests._helpers import make_planted
 
 FAST = dict(device="cpu", random_state=0, n_transforms=16, projection_dim=16)
 

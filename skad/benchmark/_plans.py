@@ -21,7 +21,8 @@ from skad.benchmark._protocol import SETTINGS, EvalJob
 from skad.benchmark._registry import select
 from skad.benchmark._report import overall_table, summarize, to_markdown, write_plots
 from skad.benchmark._runner import resolve_threads, run_jobs
-from skad.benchmark._speed import speed_jobs, speed_markdown
+from skad.benchmark._speed import speed_jobs
+from skad.benchmark._speed_report import speed_markdown
 from skad.benchmark._suites import get_tasks
 
 __all__ = ["EvalPlan", "Plan", "SpeedPlan"]
