@@ -113,9 +113,6 @@ class BaseDeepDetector(
         "verbose": ["verbose"],
     }
 
-    #: Whether ``fit`` accepts ``labels`` (set by BaseSemiSupervisedDetector).
-    _supports_labels = False
-
     #: Whether 4-D input (n, C, H, W) selects an image mode.
     _supports_images = False
 
@@ -429,8 +426,6 @@ class BaseSemiSupervisedDetector(BaseDeepDetector):
     detector, so that ``GridSearchCV(...).fit(X, y, labels=labels)`` splits
     the labels with the folds while scorers still see the truth ``y``.
     """
-
-    _supports_labels = True
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, *, labels=None):

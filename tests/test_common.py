@@ -59,3 +59,53 @@ def test_contract_signs(estimator, planted):
     assert np.all(np.isfinite(s))
     # higher score_samples = more normal: anomalies must not rank above normals
     assert roc_auc(y, s) > 0.5
+
+
+#: Shared parameters every detector has (docs/contributing.rst).
+SHARED = {
+    "contamination",
+    "train_contamination",
+    "max_iter",
+    "batch_size",
+    "learning_rate_init",
+    "weight_decay",
+    "early_stopping",
+    "validation_fraction",
+    "n_iter_no_change",
+    "tol",
+    "device",
+    "random_state",
+    "verbose",
+}
+
+#: Synonyms the vocabulary replaced (docs/contributing.rst).
+RETIRED = {
+    "hidden_dim",
+    "hidden_dims",
+    "conv_channels",
+    "bottleneck_dim",
+    "rep_dim",
+    "score",
+    "score_aggregation",
+    "detector",
+    "combine_detectors",
+    "n_projections",
+    "anomalies_per_batch",
+    "min_updates",
+    "mode",
+    "epochs",
+    "lr",
+    "seed",
+}
+
+
+@pytest.mark.parametrize("estimator", fast_instances(), ids=lambda e: type(e).__name__)
+def test_parameters_use_the_vocabulary(estimator):
+    params = set(estimator.get_params(deep=False))
+    assert SHARED <= params, SHARED - params
+    assert not params & RETIRED, params & RETIRED
+    # the shared parameters are documented once, from the signature
+    doc = type(estimator).__doc__
+    for name in SHARED:
+        assert f"\n    {name} : " in doc, name
+    assert "{" + "max_iter}" not in doc  # every placeholder was filled
