@@ -219,7 +219,7 @@ BAD_INPUT = [
     ),
 ]
 
-#: Semi-supervised ``labels`` (only detectors with ``_supports_labels``).
+#: Semi-supervised ``labels`` (only detectors whose ``fit`` takes them).
 BAD_LABELS = [
     Case(
         "labels_wrong_length",

@@ -9,6 +9,7 @@ from sklearn.compose import make_column_transformer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from skad.utils import accepts_labels
 from tests._helpers import fast_instances
 
 pd = pytest.importorskip("pandas")
@@ -24,7 +25,7 @@ def _frame(n=60, d=5, seed=0):
 
 def _fit(estimator, X):
     est = clone(estimator)
-    if est._supports_labels:
+    if accepts_labels(est):
         labels = pd.Series(np.zeros(len(X), dtype=int))
         labels[:2] = -1
         return est.fit(X, labels=labels)

@@ -15,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 import skad
 from skad.persistence import FORMAT_VERSION, InconsistentVersionWarning
+from skad.utils import accepts_labels
 from tests._helpers import fast_instances
 
 INSTANCES = fast_instances()
@@ -28,7 +29,7 @@ def _data(n=80, d=6, seed=0):
 
 def _fit(estimator, X):
     est = clone(estimator)
-    if est._supports_labels:
+    if accepts_labels(est):
         labels = np.zeros(X.shape[0], dtype=int)
         labels[:3] = -1
         labels[3:8] = 1
