@@ -367,7 +367,7 @@ def test_load_leaves_the_global_rng_untouched(tmp_path):
 def test_declared_attribute_types_are_understood(estimator):
     """Every fitted attribute a detector declares has a type the loader can
     check; a new wording must be taught to skad.persistence._type_check."""
-    from skad.persistence import _declared_attributes, _type_check
+    from skad.persistence._schema import _declared_attributes, _type_check
 
     declared = _declared_attributes(type(estimator))
     assert declared and "offset_" in declared

@@ -450,6 +450,7 @@ def test_malformed_entries_are_refused(svdd, value, match):
     ],
     ids=["str", "dict", "negative", "zero", "str-item", "float", "int", "none"],
 )
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
 def test_bad_sizes_are_refused(svdd, value):
     def edit(meta):
         meta["params"]["hidden_layer_sizes"] = value
