@@ -249,15 +249,76 @@ def _find_meta(value, where):
 _MISSING = object()
 
 
-def _rebuild(est, plain: dict, with_modules: dict, tensors: _TensorFile, path):
-    """Rebuild the networks on the meta device, check them against the file,
-    then allocate them and copy the weights in."""
-    rng = _engine.RandomState(
-        numpy=_BoundedGenerator(tensors.total_elements + 1024, path),
+def _load_rng(budget: int, path) -> _engine.RandomState:
+    return _engine.RandomState(
+        numpy=_BoundedGenerator(budget, path),
         cpu=torch.Generator(),
         device=torch.Generator(),
         seed=0,
     )
+
+
+def _n_values(est) -> int:
+    """Number of values in the modules among ``est``'s attributes."""
+    return sum(
+        t.numel()
+        for value in vars(est).values()
+        if _has_tensors(value)
+        for module in _modules_in(value)
+        for t in _module_tensors(module).values()
+    )
+
+
+def _modules_in(value):
+    if isinstance(value, torch.nn.Module):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _modules_in(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _modules_in(v)
+
+
+def _check_feature_count(est, plain: dict, tensors: _TensorFile, path) -> None:
+    """Refuse an ``n_features_in_`` that sizes networks beyond the file.
+
+    Some ``_build_networks`` hooks allocate numpy arrays sized by the number
+    of features before drawing any random number (an identity matrix, a
+    range), which the meta device does not cover. Builds on the meta device
+    at 2, 3 and 4 features tell whether the networks grow with the number of
+    features, linearly or quadratically; the file must then hold at least
+    ``n_features_in_`` (or its square) values before the real build runs.
+    """
+    d, have = plain.get("n_features_in_"), tensors.total_elements
+    if not _is_int(d) or d <= 4 or d * d <= have:
+        return
+    counts = []
+    try:
+        for probe in (2, 3, 4):
+            est.n_features_in_ = probe
+            with torch.device("meta"):
+                est._build_networks(_load_rng(have + 1024, path))
+            counts.append(_n_values(est))
+    except Exception:  # noqa: BLE001 - cannot tell: assume linear growth
+        counts = [0, 1, 2]
+    finally:
+        for name, value in plain.items():
+            setattr(est, name, value)
+    c2, c3, c4 = counts
+    need = d * d if c4 - c3 > c3 - c2 else d if c4 != c2 else 0
+    if have < need:
+        raise ModelFileError(
+            f"{path}: n_features_in_={d} describes networks of at least {need} "
+            f"values, but the file holds {have}."
+        )
+
+
+def _rebuild(est, plain: dict, with_modules: dict, tensors: _TensorFile, path):
+    """Rebuild the networks on the meta device, check them against the file,
+    then allocate them and copy the weights in."""
+    _check_feature_count(est, plain, tensors, path)
+    rng = _load_rng(tensors.total_elements + 1024, path)
     cls = type(est)
     try:
         with torch.device("meta"):
