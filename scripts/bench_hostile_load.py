@@ -243,6 +243,14 @@ def cases(forge: Forge):
         ),
         ("JSON nested 600 deep", forge.make("deep", "svdd", text=_deep)),
         (
+            "largest skad.json accepted: 4 MiB, loss_curve_ of 800,000 numbers",
+            forge.make(
+                "long_curve",
+                "svdd",
+                edit=_set(("attributes", "loss_curve_"), [1.5] * 800_000),
+            ),
+        ),
+        (
             "safetensors header declaring shape (10**12,)",
             forge.make("header_bomb", "svdd", blob=_header_bomb()),
         ),

@@ -511,7 +511,7 @@ def test_whitespace_bomb_is_refused_before_reading(svdd):
     members[JSON] = members[JSON][:-1] + b" " * (64 * 2**20) + b"}"
     write_members(svdd, resign(members))
     assert svdd.stat().st_size < 2**20
-    peak = _traced_peak(lambda: refused(svdd, "more than the 8388608 allowed"))
+    peak = _traced_peak(lambda: refused(svdd, "more than the 4194304 allowed"))
     assert peak < 4 * 2**20
 
 

@@ -37,7 +37,7 @@ the problem for any file it refuses:
   ``deflate`` (the tensors: ``stored`` only, so they cannot inflate beyond
   the file). Declared sizes are checked before reading and every read is
   capped, so a header that lies about its size cannot inflate more than the
-  cap: ``skad.json`` at most 8 MiB, ``integrity.json`` 1 KiB, the
+  cap: ``skad.json`` at most 4 MiB, ``integrity.json`` 1 KiB, the
   safetensors header 8 MiB.
 * JSON: nesting depth (at most 32) and number of arrays and objects are
   checked with a scan of the bytes before parsing; duplicate keys, unknown

@@ -15,7 +15,6 @@ import stat
 import struct
 import zipfile
 
-import numpy as np
 import torch
 
 from skad.persistence._common import (
@@ -102,6 +101,7 @@ def _write_atomic(path: str, members) -> None:
 
 
 _STRING_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_BRACKET = re.compile(rb"[\[\]{}]")
 
 
 def _check_json_bytes(raw: bytes, limit: int, what: str, max_depth=_MAX_JSON_DEPTH):
@@ -114,21 +114,20 @@ def _check_json_bytes(raw: bytes, limit: int, what: str, max_depth=_MAX_JSON_DEP
     if len(raw) > limit:
         raise _Invalid(f"{what} has {len(raw)} bytes, more than the {limit} allowed")
     bare = _STRING_TOKEN.sub(b"", raw)
-    codes = np.frombuffer(bare, dtype=np.uint8)
-    opens = (codes == ord("[")) | (codes == ord("{"))
-    closes = (codes == ord("]")) | (codes == ord("}"))
-    n_open, n_close = int(opens.sum()), int(closes.sum())
+    n_open = bare.count(b"[") + bare.count(b"{")
+    n_close = bare.count(b"]") + bare.count(b"}")
     if n_open > _MAX_JSON_CONTAINERS or n_close > _MAX_JSON_CONTAINERS:
         raise _Invalid(
             f"{what} holds more than {_MAX_JSON_CONTAINERS} JSON arrays or objects"
         )
     if n_open > max_depth:
-        where = np.flatnonzero(opens | closes)
-        steps = np.where(opens[where], 1, -1).astype(np.int32)
-        depth = int(np.cumsum(steps).max()) if steps.size else 0
-        if depth > max_depth:
+        depth = deepest = 0
+        for m in _BRACKET.finditer(bare):
+            depth += 1 if m.group() in b"[{" else -1
+            deepest = max(deepest, depth)
+        if deepest > max_depth:
             raise _Invalid(
-                f"{what} is nested {depth} levels deep (at most {max_depth} allowed)"
+                f"{what} is nested {deepest} levels deep (at most {max_depth} allowed)"
             )
 
 

@@ -287,11 +287,10 @@ class _Decoder:
             raise _Invalid(f"{at} holds {what}")
         if isinstance(value, int | float):
             return value
-        if isinstance(value, list):
-            return [
-                self.decode(v, f"{at}.{i}", modules=modules)
-                for i, v in enumerate(value)
-            ]
+        if isinstance(value, list):  # decoded in place: no second list
+            for i, v in enumerate(value):
+                value[i] = self.decode(v, f"{at}.{i}", modules=modules)
+            return value
         if not isinstance(value, dict):
             raise _Invalid(f"{at} holds an unexpected value")
         marker = next((m for m in _MARKERS if m in value), None)

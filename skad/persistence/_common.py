@@ -26,7 +26,7 @@ _META_KEYS = {
 _IGNORED_ATTRIBUTES = {"_metadata_request"}
 
 # Limits of the loader (see the package docstring and docs/reliability.rst).
-_MAX_JSON_BYTES = 8 * 2**20  # skad.json, uncompressed
+_MAX_JSON_BYTES = 4 * 2**20  # skad.json, uncompressed
 _MAX_JSON_DEPTH = 32  # nesting of JSON arrays and objects
 _MAX_JSON_CONTAINERS = 2**16  # JSON arrays and objects in one document
 _MAX_INTEGRITY_BYTES = 1024
