@@ -47,15 +47,20 @@ the problem for any file it refuses:
   :func:`hmac.compare_digest`) before anything else in the file is parsed;
   an unsigned file is then refused.
 * Parameters: only the class's parameters, each list at most 4096 items,
-  checked by the class's scikit-learn parameter constraints.
+  integers within int64 and floats within the float32 range, checked by the
+  class's scikit-learn parameter constraints.
 * Networks: rebuilt with the detector's ``_build_networks`` hook on PyTorch's
   ``meta`` device, which allocates no memory, so parameters or attributes
   describing a network of any size cost nothing. Every parameter and buffer
   must then match the safetensors header exactly (same names, same shape,
   a compatible dtype) before any memory is allocated for the weights, so the
-  networks hold exactly as many values as the file carries. Random numbers the
-  hook draws are limited to that number of values too. Weights and buffers
-  must be finite (``running_var`` non-negative), then they are copied in.
+  networks hold exactly as many values as the file carries. What the hook
+  computes in numpy is bounded too: the random values it draws are limited
+  to the number of values in the file, and when the networks grow with
+  ``n_features_in_`` (probed with meta builds at 2, 3 and 4 features) the
+  file must hold at least ``n_features_in_`` values (its square when they
+  grow quadratically). Weights and buffers must be finite (``running_var``
+  non-negative), then they are copied in.
 * Fitted attributes: names must be identifiers ending in ``_`` that shadow
   nothing of the class (no method, property or parameter); each must be
   declared in the class's ``Attributes`` docstring section (when docstrings
@@ -65,8 +70,17 @@ the problem for any file it refuses:
   ``n_features_in_`` a positive int of at most ``2**24``, ``n_*_``
   non-negative ints, loss curves finite, ``device_`` a CPU, CUDA or MPS
   device, ``feature_names_in_`` a 1-D array of strings). No fitted value may
-  be NaN. Arrays hold booleans, integers, floats or strings only. Attributes
-  that the rebuild recomputes must equal the file's values.
+  be NaN, no plain float infinite; floats stay within the float32 range and
+  integers within int64. Arrays hold booleans, integers, floats or strings
+  only. Attributes that the rebuild recomputes must equal the file's values.
+  A class may declare value ranges in ``_fitted_attribute_constraints`` (a
+  dict like ``_parameter_constraints``), which are checked as well.
+
+Memory: loading a file of ``S`` bytes uses about ``S`` for the tensors
+member (read once, never inflated), the networks' own weights (as many
+values as the file holds) and at most about 45 MiB for the parsed
+description, whatever the file declares; ``docs/reliability.rst`` lists
+measurements (``scripts/bench_hostile_load.py``).
 
 A checksum only detects accidental corruption: anyone who edits a file can
 recompute it. Only the optional key tells you that a file was written by
