@@ -295,6 +295,7 @@ VARIANTS = [
     ("DeepSVDD", dict(norm="batch", max_iter=2), X5),
     ("DeepSAD", dict(max_iter=2), np.ones((20, 3))),  # all rows identical
     ("ESAD", dict(adversarial=True, max_iter=2), X5),
+    ("ESAD", dict(share_encoders=True, max_iter=2), X5),
     ("ESAD", dict(hidden_layer_sizes=(6,), latent_dim=2, max_iter=2), X5),
     ("AnoMem", dict(n_prototypes=(2, 3, 4), max_iter=2, detector_max_iter=1), X5),
     (
