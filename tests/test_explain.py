@@ -22,13 +22,13 @@ pd = pytest.importorskip("pandas")
 
 #: Fast settings that still learn the planted data's structure.
 SETTINGS = {
-    "AnoMem": dict(max_iter=10, detector_max_iter=2),
+    "AnoMem": dict(max_iter=10),
     "DeepSAD": dict(max_iter=10),
     "DeepSVDD": dict(max_iter=10),
     "DiscriminatorGuidedGAN": dict(max_iter=10),
     "ESAD": dict(max_iter=10),
-    "ReverseDistillation": dict(max_iter=10, pretrain_epochs=5, min_updates=0),
-    "SLA2P": dict(max_iter=10, n_projections=16, projection_dim=16),
+    "ReverseDistillation": dict(max_iter=10, pretrain_epochs=5),
+    "SLA2P": dict(max_iter=10, n_transforms=16, projection_dim=16),
 }
 DETECTORS = sorted(SETTINGS)
 
@@ -277,14 +277,13 @@ def digits():
 IMAGE_DETECTORS = {
     "ReverseDistillation": lambda: skad.ReverseDistillation(
         teacher=seeded(ConvTeacher()),
-        bottleneck_dim=8,
+        latent_dim=8,
         sigma=1.0,
         max_iter=25,
-        min_updates=0,
         batch_size=32,
     ),
     "AnoMem": lambda: skad.AnoMem(
-        n_prototypes=16, conv_channels=(8, 16, 16), max_iter=3, batch_size=64
+        n_prototypes=16, hidden_layer_sizes=(8, 16, 16), max_iter=3, batch_size=64
     ),
     "DiscriminatorGuidedGAN": lambda: skad.DiscriminatorGuidedGAN(
         max_iter=30, n_transforms=2

@@ -20,13 +20,13 @@ ort = pytest.importorskip("onnxruntime")
 RTOL = 1e-5
 
 SETTINGS = {
-    "AnoMem": dict(max_iter=3, detector_max_iter=2),
+    "AnoMem": dict(max_iter=3),
     "DeepSAD": dict(max_iter=3),
     "DeepSVDD": dict(max_iter=3),
     "DiscriminatorGuidedGAN": dict(max_iter=3, n_transforms=4),
     "ESAD": dict(max_iter=3),
-    "ReverseDistillation": dict(max_iter=3, pretrain_epochs=2, min_updates=0),
-    "SLA2P": dict(max_iter=3, n_projections=8, projection_dim=8),
+    "ReverseDistillation": dict(max_iter=3, pretrain_epochs=2),
+    "SLA2P": dict(max_iter=3, n_transforms=8, projection_dim=8),
 }
 DETECTORS = sorted(SETTINGS)
 
@@ -145,10 +145,10 @@ def test_unsupported_steps_and_estimators_raise(rows):
 # ----------------------------------------------------------- image modes
 IMAGE_DETECTORS = {
     "ReverseDistillation": lambda: skad.ReverseDistillation(
-        teacher=seeded(ConvTeacher()), bottleneck_dim=8, max_iter=2, min_updates=0
+        teacher=seeded(ConvTeacher()), latent_dim=8, max_iter=2
     ),
     "AnoMem": lambda: skad.AnoMem(
-        n_prototypes=8, conv_channels=(8, 16, 16), max_iter=2, detector_max_iter=2
+        n_prototypes=8, hidden_layer_sizes=(8, 16, 16), max_iter=2
     ),
     "DiscriminatorGuidedGAN": lambda: skad.DiscriminatorGuidedGAN(
         max_iter=2, n_transforms=2

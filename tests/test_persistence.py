@@ -1,6 +1,7 @@
 """skad.save / skad.load (JSON + safetensors, no pickle) and joblib round trips."""
 
 import builtins
+import hashlib
 import json
 import pickle
 import zipfile
@@ -17,6 +18,7 @@ import skad
 from skad.persistence import FORMAT_VERSION, InconsistentVersionWarning
 from skad.utils import accepts_labels
 from tests._helpers import fast_instances
+from tests.test_persistence_hostile import read_members, resign, write_members
 
 INSTANCES = fast_instances()
 IDS = [type(e).__name__ for e in INSTANCES]
@@ -38,17 +40,16 @@ def _fit(estimator, X):
 
 
 def _rewrite(path, edit_meta=None, edit_blob=None):
-    """Rewrite a saved file with an edited JSON (and/or tensors) member."""
-    with zipfile.ZipFile(path) as zf:
-        meta = json.loads(zf.read("skad.json"))
-        blob = zf.read("tensors.safetensors")
+    """Rewrite a saved file with an edited JSON (and/or tensors) member and a
+    recomputed checksum."""
+    members = read_members(path)
     if edit_meta is not None:
+        meta = json.loads(members["skad.json"])
         edit_meta(meta)
+        members["skad.json"] = json.dumps(meta).encode()
     if edit_blob is not None:
-        blob = edit_blob(blob)
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("skad.json", json.dumps(meta))
-        zf.writestr("tensors.safetensors", blob)
+        members["tensors.safetensors"] = edit_blob(members["tensors.safetensors"])
+    write_members(path, resign(members))
 
 
 @pytest.fixture
@@ -125,9 +126,7 @@ def test_float64_weights_load_as_float32(tmp_path):
     skad.save(est64, tmp_path / "m.skad")
     loaded = skad.load(tmp_path / "m.skad")
     assert next(loaded.network_.parameters()).dtype == torch.float32
-    np.testing.assert_array_equal(
-        loaded.score_samples(X_new), est.score_samples(X_new)
-    )
+    np.testing.assert_array_equal(loaded.score_samples(X_new), est.score_samples(X_new))
 
 
 def test_unfitted_round_trip_and_parameters(tmp_path):
@@ -159,7 +158,7 @@ def test_saved_file_is_zip_of_json_and_safetensors(tmp_path):
     est = skad.DeepSVDD(max_iter=2, device="cpu", random_state=0).fit(X)
     skad.save(est, tmp_path / "m.skad")
     with zipfile.ZipFile(tmp_path / "m.skad") as zf:
-        assert sorted(zf.namelist()) == ["skad.json", "tensors.safetensors"]
+        assert zf.namelist() == ["skad.json", "tensors.safetensors", "integrity.json"]
         meta = json.loads(zf.read("skad.json"))
     assert meta["format_version"] == FORMAT_VERSION
     assert meta["skad_version"] == skad.__version__
@@ -183,13 +182,11 @@ def test_tampered_tensors(tmp_path):
     est = skad.DeepSVDD(max_iter=2, device="cpu", random_state=0).fit(X)
     path = tmp_path / "m.skad"
     skad.save(est, path)
-
-    def flip(blob):
-        b = bytearray(blob)
-        b[-5] ^= 0xFF
-        return bytes(b)
-
-    _rewrite(path, edit_blob=flip)  # valid zip, recomputed CRC, bad checksum
+    members = read_members(path)
+    blob = bytearray(members["tensors.safetensors"])
+    blob[-5] ^= 0xFF
+    members["tensors.safetensors"] = bytes(blob)
+    write_members(path, members)  # valid zip, recomputed CRC, old checksum
     with pytest.raises(ValueError, match="checksum"):
         skad.load(path)
 
@@ -290,3 +287,109 @@ def test_reverse_distillation_module_teacher_points_to_joblib(tmp_path):
     est = skad.ReverseDistillation(teacher=teacher, device="cpu")
     with pytest.raises(TypeError, match="user-supplied torch.nn.Module.*joblib"):
         skad.save(est, tmp_path / "m.skad")
+
+
+X5 = np.random.default_rng(1).normal(size=(40, 5))
+IMAGES = np.random.default_rng(2).uniform(size=(24, 1, 8, 8))
+VARIANTS = [
+    ("DeepSVDD", dict(early_stopping=True, max_iter=3), X5),
+    ("DeepSVDD", dict(norm="batch", max_iter=2), X5),
+    ("DeepSAD", dict(max_iter=2), np.ones((20, 3))),  # all rows identical
+    ("ESAD", dict(adversarial=True, max_iter=2), X5),
+    ("ESAD", dict(share_encoders=True, max_iter=2), X5),
+    ("ESAD", dict(hidden_layer_sizes=(6,), latent_dim=2, max_iter=2), X5),
+    ("AnoMem", dict(n_prototypes=(2, 3, 4), max_iter=2, detector_max_iter=1), X5),
+    (
+        "DiscriminatorGuidedGAN",
+        dict(transforms="orthogonal", max_iter=2),
+        X5,
+    ),
+    ("DiscriminatorGuidedGAN", dict(max_iter=2), IMAGES),
+    ("AnoMem", dict(max_iter=2, detector_max_iter=1), IMAGES),
+    ("ReverseDistillation", dict(max_iter=2, pretrain_epochs=1, min_updates=0), X5),
+    (
+        "SLA2P",
+        dict(max_iter=2, n_projections=4, projection_dim=4, early_stopping=True),
+        X5,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "name, params, X", VARIANTS, ids=[f"{v[0]}-{i}" for i, v in enumerate(VARIANTS)]
+)
+def test_round_trip_variants(name, params, X, tmp_path):
+    """Other settings and input modes round-trip through the hostile-file
+    checks (declared attributes, inf diagnostics, extra modules, images)."""
+    est = _fit(getattr(skad, name)(device="cpu", random_state=0, **params), X)
+    skad.save(est, tmp_path / "m.skad")
+    loaded = skad.load(tmp_path / "m.skad")
+    np.testing.assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+    assert sorted(vars(loaded)) == sorted(
+        k for k in vars(est) if not k.startswith("_") or k in vars(loaded)
+    )
+
+
+def test_format_1_files_still_load(tmp_path):
+    """Files of skad 0.1: two members, the tensors' SHA-256 in the JSON."""
+    X, X_new = _data()
+    est = skad.DeepSVDD(max_iter=2, device="cpu", random_state=0).fit(X)
+    path = tmp_path / "m.skad"
+    skad.save(est, path)
+    members = read_members(path)
+    meta = json.loads(members["skad.json"])
+    meta["format_version"] = 1
+    meta["tensors_sha256"] = hashlib.sha256(members["tensors.safetensors"]).hexdigest()
+    members["skad.json"] = json.dumps(meta, indent=1).encode()
+    del members["integrity.json"]
+    write_members(path, members)
+    loaded = skad.load(path)
+    np.testing.assert_array_equal(loaded.score_samples(X_new), est.score_samples(X_new))
+    with pytest.raises(ValueError, match="not signed"):
+        skad.load(path, key=b"k" * 32)
+    meta["tensors_sha256"] = "0" * 64
+    members["skad.json"] = json.dumps(meta).encode()
+    write_members(path, members)
+    with pytest.raises(ValueError, match="checksum"):
+        skad.load(path)
+
+
+def test_load_leaves_the_global_rng_untouched(tmp_path):
+    X, _ = _data()
+    for est in INSTANCES[:3]:
+        skad.save(_fit(est, X), tmp_path / "m.skad")
+        torch_state = torch.random.get_rng_state()
+        np_state = np.random.get_state()[1].copy()
+        skad.load(tmp_path / "m.skad")
+        assert torch.equal(torch.random.get_rng_state(), torch_state)
+        np.testing.assert_array_equal(np.random.get_state()[1], np_state)
+
+
+@pytest.mark.parametrize("estimator", INSTANCES, ids=IDS)
+def test_declared_attribute_types_are_understood(estimator):
+    """Every fitted attribute a detector declares has a type the loader can
+    check; a new wording must be taught to skad.persistence._type_check."""
+    from skad.persistence._schema import _declared_attributes, _type_check
+
+    declared = _declared_attributes(type(estimator))
+    assert declared and "offset_" in declared
+    unknown = {k: t for k, t in declared.items() if t is None or _type_check(t) is None}
+    assert not unknown
+
+
+def test_save_refuses_what_load_would_refuse(tmp_path):
+    X, _ = _data()
+    est = skad.DeepSVDD(max_iter=2, device="cpu", random_state=0).fit(X)
+    est.note_ = "undeclared"
+    with pytest.raises(TypeError, match="note_.*not a fitted attribute that DeepSVDD"):
+        skad.save(est, tmp_path / "m.skad")
+    del est.note_
+    est.best_loss_ = float("nan")
+    with pytest.raises(ValueError, match="best_loss_ holds NaN"):
+        skad.save(est, tmp_path / "m.skad")
+    est.best_loss_ = 1.0
+    with torch.no_grad():
+        next(est.network_.parameters())[0] = float("inf")
+    with pytest.raises(ValueError, match="weights of network_ hold NaN or infinite"):
+        skad.save(est, tmp_path / "m.skad")
+    assert not (tmp_path / "m.skad").exists()

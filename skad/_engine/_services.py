@@ -132,11 +132,14 @@ class TrainingServices:
         epochs = max(low, math.ceil(target / per_epoch))
         return epochs if high is None else min(epochs, high)
 
-    def _rebuild_networks(self) -> None:
+    def _rebuild_networks(self, numpy=None) -> None:
         """Re-create the fitted modules from the parameters and the plain
         fitted attributes, for :func:`skad.load` (which then loads the
-        weights); the global RNG is not touched."""
+        weights); ``numpy`` replaces the numpy generator the hook may draw
+        from (the loader bounds it). The global RNG is not touched."""
         rng = make_random_state(0, torch.device("cpu"))
+        if numpy is not None:
+            rng = RandomState(numpy=numpy, cpu=rng.cpu, device=rng.device, seed=0)
         with private_default_generator():
             self._build_networks(rng)
 
