@@ -126,7 +126,7 @@ SHARED_ATTRIBUTES: dict[str, tuple[str, str]] = {
     ),
     "device_": ("torch.device", "The device the modules live on."),
     "training_median_": (
-        "ndarray of shape input_shape_",
+        "ndarray",
         "Per-feature (image mode: per-pixel) median of the training rows, the "
         "default reference of :func:`skad.explain`.",
     ),

@@ -298,18 +298,18 @@ VARIANTS = [
     ("ESAD", dict(adversarial=True, max_iter=2), X5),
     ("ESAD", dict(share_encoders=True, max_iter=2), X5),
     ("ESAD", dict(hidden_layer_sizes=(6,), latent_dim=2, max_iter=2), X5),
-    ("AnoMem", dict(n_prototypes=(2, 3, 4), max_iter=2, detector_max_iter=1), X5),
+    ("AnoMem", dict(n_prototypes=(2, 3, 4), max_iter=2), X5),
     (
         "DiscriminatorGuidedGAN",
         dict(transforms="orthogonal", max_iter=2),
         X5,
     ),
     ("DiscriminatorGuidedGAN", dict(max_iter=2), IMAGES),
-    ("AnoMem", dict(max_iter=2, detector_max_iter=1), IMAGES),
-    ("ReverseDistillation", dict(max_iter=2, pretrain_epochs=1, min_updates=0), X5),
+    ("AnoMem", dict(max_iter=2), IMAGES),
+    ("ReverseDistillation", dict(max_iter=2, pretrain_epochs=1), X5),
     (
         "SLA2P",
-        dict(max_iter=2, n_projections=4, projection_dim=4, early_stopping=True),
+        dict(max_iter=2, n_transforms=4, projection_dim=4, early_stopping=True),
         X5,
     ),
 ]

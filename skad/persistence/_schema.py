@@ -206,6 +206,37 @@ def _check_common(name, value, ctx):  # noqa: C901 - one rule per name
     elif name == "best_loss_":
         if not _is_real(value):
             raise _Invalid(f"best_loss_ must be a float, got {value!r}")
+    elif name == "input_mode_":
+        if value not in ("vector", "image"):
+            raise _Invalid(f"input_mode_ must be 'vector' or 'image', got {value!r}")
+    elif name == "input_shape_":
+        n, mode = ctx.get("n_features_in_"), ctx.get("input_mode_", "vector")
+        length = 3 if mode == "image" else 1
+        if not (
+            isinstance(value, tuple)
+            and len(value) == length
+            and all(_is_int(v) and 1 <= v <= _MAX_FEATURES for v in value)
+            and (not _is_int(n) or value[0] == n)
+        ):
+            raise _Invalid(
+                "input_shape_ must be (n_features_in_,) in vector mode or "
+                f"(n_features_in_, H, W) in image mode, got {value!r}"
+            )
+    elif name == "training_median_":
+        shape = ctx.get("input_shape_")
+        if not (
+            isinstance(value, np.ndarray)
+            and value.dtype.kind == "f"
+            and (not isinstance(shape, tuple) or value.shape == shape)
+            and np.all(np.isfinite(value))
+        ):
+            raise _Invalid("training_median_ must be a finite float array of input_shape_")
+    elif name in ("score_scale_",):
+        if not (_is_real(value) and 0 < float(value) <= _FLOAT32_MAX):
+            raise _Invalid(f"{name} must be a positive finite float, got {value!r}")
+    elif name == "train_contamination_":
+        if not (_is_real(value) and 0 <= float(value) < 0.5):
+            raise _Invalid(f"{name} must be a float in [0, 0.5), got {value!r}")
 
 
 def _check_values(name, value):
