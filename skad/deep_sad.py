@@ -1,7 +1,9 @@
 """Deep SAD: Deep Semi-supervised Anomaly Detection (Ruff et al., ICLR 2020).
 
-Deep SVDD with a few labels. The network, its centre ``c`` and the loss are
-the shared hypersphere pieces of :mod:`skad._hypersphere`. Unlabelled rows
+Deep SVDD with a few labels: :class:`DeepSAD` is :class:`~skad.DeepSVDD`
+(network, checks and score inherited) trained with Deep SAD's loss; the
+network, its centre ``c`` and the loss are the shared hypersphere pieces of
+:mod:`skad._hypersphere`. Unlabelled rows
 and labelled normal rows are pulled towards ``c``; labelled anomalies are
 pushed away through the inverse of their squared distance::
 
@@ -19,20 +21,15 @@ from numbers import Real
 
 import torch
 
-from skad._hypersphere import (
-    HYPERSPHERE_CONSTRAINTS,
-    SVDDNet,
-    check_batch_norm,
-    deep_sad_loss,
-    init_center,
-)
+from skad._hypersphere import HYPERSPHERE_CONSTRAINTS, deep_sad_loss, init_center
 from skad._validation import Interval
 from skad.base import BaseSemiSupervisedDetector
+from skad.deep_svdd import DeepSVDD
 
 __all__ = ["DeepSAD"]
 
 
-class DeepSAD(BaseSemiSupervisedDetector):
+class DeepSAD(BaseSemiSupervisedDetector, DeepSVDD):
     """Deep Semi-supervised Anomaly Detection (Deep SAD).
 
     Deep SVDD's bias-free encoder and fixed centre, trained with Deep SAD's
@@ -157,18 +154,6 @@ class DeepSAD(BaseSemiSupervisedDetector):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params(self):
-        check_batch_norm(self.norm, self.batch_size)
-
-    def _build_networks(self, rng):
-        self.network_ = SVDDNet(
-            self.n_features_in_,
-            tuple(self.hidden_layer_sizes),
-            self.latent_dim,
-            self.activation,
-            self.norm,
-        )
-
     def _fit_networks(self, X, labels, rng):
         net = self.network_
         if labels is None:
@@ -201,6 +186,3 @@ class DeepSAD(BaseSemiSupervisedDetector):
             rng=rng,
         )
         self.center_ = net.center.detach().cpu().double().numpy()
-
-    def _score(self, X):
-        return self.network_.distance(X)
