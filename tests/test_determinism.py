@@ -72,3 +72,43 @@ def test_scoring_leaves_global_rng_untouched(estimator):
     _assert_same_global_rng(before)
 
 
+
+
+def test_fits_in_one_thread_never_touch_the_global_rng_another_thread_uses():
+    """Another thread drawing from torch's global generator while detectors
+    are fitted sees one uninterrupted stream: skad never saves, restores or
+    draws from the global state (issue #20: restoring it made the other
+    thread repeat hundreds of draws)."""
+    import threading
+
+    stop = threading.Event()
+    draws = []
+    start_state = torch.random.get_rng_state().clone()
+
+    def draw():
+        while not stop.is_set():
+            draws.append(torch.rand(1))
+
+    thread = threading.Thread(target=draw)
+    X = data(80, 5, seed=9)
+    thread.start()
+    try:
+        for est in INSTANCES:
+            clone(est).fit(X).score_samples(X)
+    finally:
+        stop.set()
+        thread.join()
+    assert len(draws) > 100
+    # the same draws as an undisturbed generator from the starting state
+    replay = torch.Generator().set_state(start_state)
+    expected = torch.rand(len(draws), generator=replay)
+    assert torch.equal(torch.cat(draws), expected)
+
+
+@pytest.mark.parametrize("estimator", INSTANCES, ids=name)
+def test_torch_tensor_input_is_accepted(estimator):
+    X = data(60, 5, seed=10)
+    expected = clone(estimator).fit(X).score_samples(X)
+    tensor = torch.as_tensor(X).requires_grad_(True)
+    got = clone(estimator).fit(tensor).score_samples(tensor)
+    np.testing.assert_array_equal(got, expected)

@@ -126,6 +126,24 @@ BAD_INPUT = [
         "train_contamination",
         params={"train_contamination": 0.5},
     ),
+    Case(
+        "hidden_sizes_negative",
+        ValueError,
+        "hidden_layer_sizes",
+        params={"hidden_layer_sizes": (-4,)},
+    ),
+    Case(
+        "hidden_sizes_zero",
+        ValueError,
+        "hidden_layer_sizes",
+        params={"hidden_layer_sizes": (16, 0)},
+    ),
+    Case(
+        "hidden_sizes_float",
+        ValueError,
+        "hidden_layer_sizes",
+        params={"hidden_layer_sizes": (2.5,)},
+    ),
     Case("batch_size_0", ValueError, "batch_size", params={"batch_size": 0}),
     Case("batch_size_neg", ValueError, "batch_size", params={"batch_size": -8}),
     Case("batch_size_float", ValueError, "batch_size", params={"batch_size": 2.5}),
@@ -245,6 +263,12 @@ BAD_LABELS = [
     ),
     Case("labels_strings", ValueError, "numeric", labels=lambda n: np.array(["a"] * n)),
     Case("labels_all_anomalous", ValueError, "every row", labels=lambda n: -np.ones(n)),
+    Case(
+        "labels_boolean",
+        ValueError,
+        "boolean",
+        labels=lambda n: np.r_[True, np.zeros(n - 1, bool)],
+    ),
 ]
 
 

@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skad import TrainingDivergedError
 from skad.metrics import roc_auc
-from tests._helpers import data, fast_instances, make_planted, name
+from tests._helpers import data, fast_instances, fitted, make_planted, name
 
 INSTANCES = fast_instances()
 
@@ -121,3 +121,73 @@ def test_thirty_percent_contaminated_trainingdata(estimator):
     assert roc_auc(y, s) > 0.5
 
 
+
+
+# ---------------------------------------------------------------------------
+# Extreme but finite input (issue #20): finite scores, flagged as outliers
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("factor", [1e30, 1e155], ids=["x1e30", "x1e155"])
+@pytest.mark.parametrize("estimator", INSTANCES, ids=name)
+def test_huge_finite_rows_score_finite_and_are_outliers(estimator, factor):
+    """A finite row beyond float32's range (1e155) or whose squares overflow
+    float32 (1e30) gets a finite score, never NaN. (Whether it is an outlier
+    is the method's call: scale-free methods such as SLA2P's sphere
+    normalisation may find its direction normal.)"""
+    model = fitted(estimator)
+    X = data(10, 4, seed=12)
+    rows = X[3:5] * factor
+    s = model.score_samples(rows)
+    assert s.dtype == np.float64 and np.all(np.isfinite(s)), s
+    assert np.all(np.isfinite(model.decision_function(rows)))
+    assert np.all(np.isfinite(model.predict_proba(rows)))
+    # the ordinary rows of the same call are unaffected
+    mixed = np.vstack([X[:3], rows])
+    expected = model.score_samples(X[:3])
+    np.testing.assert_array_equal(model.score_samples(mixed)[:3], expected)
+
+
+@pytest.mark.parametrize("estimator", INSTANCES, ids=name)
+def test_training_data_beyond_float32_is_a_scale_error(estimator):
+    """fit(X * 1e300) raises a ValueError naming the scale before training,
+    not a divergence blamed on the learning rate."""
+    with pytest.raises(ValueError, match="beyond what float32.*StandardScaler"):
+        clone(estimator).fit(data() * 1e300)
+
+
+@pytest.mark.parametrize("estimator", INSTANCES, ids=name)
+def test_divergence_on_large_data_names_the_scale(estimator):
+    """Data that float32 holds but that makes training diverge gets the
+    scale hint, not only the learning-rate one."""
+    est = clone(estimator).set_params(learning_rate_init=1e30, max_iter=3)
+    try:
+        est.fit(data() * 1e20)
+    except TrainingDivergedError as exc:
+        assert "StandardScaler" in str(exc) and "e+20 in magnitude" in str(exc)
+    except ValueError as exc:  # beyond float32 after the network's first layer
+        assert "float32" in str(exc)
+    else:
+        assert np.all(np.isfinite(est.score_samples(data() * 1e20)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+def test_non_finite_anomaly_scores_are_outliers_never_inliers(bad, monkeypatch):
+    """Whatever a network returns, a non-finite anomaly score becomes the most
+    anomalous finite score: predict says -1."""
+    import torch
+
+    model = fitted(INSTANCES[0])
+    score = model._score
+
+    def broken(X):
+        out = score(X).clone()
+        out[0] = bad
+        return out
+
+    monkeypatch.setitem(vars(model), "_score", broken)
+    X = data(3, 4, seed=13)
+    s = model.score_samples(X)
+    assert np.all(np.isfinite(s))
+    assert model.predict(X)[0] == -1
+    assert torch.is_tensor(score(torch.zeros(2, 4)))

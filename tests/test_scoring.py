@@ -231,3 +231,24 @@ def test_predict_in_chunks_other_errors_are_not_retried():
     assert calls == [_engine.SCORE_CHUNK_SIZE]
 
 
+
+
+def test_narrow_dtypes_are_not_copied_whole():
+    """float16 / int8 input is converted chunk by chunk: scoring it needs far
+    less memory than a float64 copy of the input (issue #20)."""
+    import tracemalloc
+
+    est, _ = _fitted_vector(INSTANCES[0])
+    X = np.random.default_rng(5).normal(size=(200_000, 12)).astype(np.float16)
+    full_copy = X.shape[0] * X.shape[1] * 8  # 19 MB as float64
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        scores = est.score_samples(X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert scores.shape == (X.shape[0],)
+    # the scores themselves (float64, twice: anomaly and its negation) plus
+    # one chunk; a whole-input copy would need full_copy bytes
+    assert peak < full_copy / 2, (peak, full_copy)
