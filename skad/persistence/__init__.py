@@ -60,21 +60,34 @@ the problem for any file it refuses:
   ``n_features_in_`` (probed with meta builds at 2, 3 and 4 features) the
   file must hold at least ``n_features_in_`` values (its square when they
   grow quadratically). Weights and buffers must be finite (``running_var``
-  non-negative), then they are copied in.
+  non-negative), then they are copied in. (``score_samples`` would report a
+  non-finite score as the most anomalous one, so such a model would flag
+  every row it cannot score; it is refused instead.)
 * Fitted attributes: names must be identifiers ending in ``_`` that shadow
   nothing of the class (no method, property or parameter); each must be
   declared in the class's ``Attributes`` docstring section (when docstrings
   are available) and have the declared type (``int``, ``float``,
-  ``tuple of int``, ``ndarray of shape (n_features_in_,)``, ...); the common
-  ones are range checked (``offset_`` finite and within the float32 range,
-  ``n_features_in_`` a positive int of at most ``2**24``, ``n_*_``
-  non-negative ints, loss curves finite, ``device_`` a CPU, CUDA or MPS
-  device, ``feature_names_in_`` a 1-D array of strings). No fitted value may
-  be NaN, no plain float infinite; floats stay within the float32 range and
-  integers within int64. Arrays hold booleans, integers, floats or strings
-  only. Attributes that the rebuild recomputes must equal the file's values.
-  A class may declare value ranges in ``_fitted_attribute_constraints`` (a
-  dict like ``_parameter_constraints``), which are checked as well.
+  ``tuple of int``, ``ndarray of shape (n_features_in_,)``, ...); the
+  shared ones are range checked, ``n_features_in_``, ``input_mode_`` and
+  ``input_shape_`` first: ``n_features_in_`` a positive int of at most
+  ``2**24``, ``input_mode_`` ``"vector"`` or ``"image"``, ``input_shape_``
+  ``(n_features_in_,)`` or ``(n_features_in_, H, W)`` accordingly,
+  ``training_median_`` a finite float array of ``input_shape_``, ``offset_``
+  finite and within the float32 range, ``score_scale_`` positive,
+  ``train_contamination_`` in [0, 0.5), ``n_*_`` non-negative ints, loss
+  curves finite, ``device_`` a CPU, CUDA or MPS device,
+  ``feature_names_in_`` a 1-D array of ``n_features_in_`` strings. A file
+  with fitted attributes must hold every attribute that ``fit`` always
+  sets (``offset_``, ``score_scale_``, ``input_shape_``,
+  ``training_median_``, ...). No fitted value may be NaN, no plain float
+  infinite; floats stay within the float32 range and integers within
+  int64. Arrays hold booleans, integers, floats or strings only. Attributes
+  that the rebuild recomputes must equal the file's values. A class may
+  declare value ranges in ``_fitted_attribute_constraints`` (a dict like
+  ``_parameter_constraints``; the declarations of its bases hold too),
+  which are checked as well: :class:`~skad.ESAD` and
+  :class:`~skad.DiscriminatorGuidedGAN` declare the scales their scores
+  divide by positive.
 
 Memory: loading a file of ``S`` bytes uses about ``S`` for the tensors
 member (read once, never inflated), the networks' own weights (as many
