@@ -44,6 +44,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import safetensors.numpy
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # measure the skad of this checkout
@@ -129,8 +130,14 @@ class Forge:
             members = _members(path)
             self.sources[name] = (members["skad.json"], members["tensors.safetensors"])
 
-    def make(self, name, source, *, edit=None, text=None, blob=None, after=None):
+    def make(
+        self, name, source, *, edit=None, text=None, blob=None, tensors=None, after=None
+    ):
         src_text, src_blob = self.sources[source]
+        if tensors is not None:  # edit the tensors: {name: array} -> None
+            arrays = safetensors.numpy.load(src_blob)
+            tensors(arrays)
+            src_blob = safetensors.numpy.save(arrays)
         if edit is not None:
             meta = json.loads(src_text)
             edit(meta)
@@ -161,6 +168,24 @@ def _both(*edits):
     def edit(meta):
         for e in edits:
             e(meta)
+
+    return edit
+
+
+def _features(d):
+    """``n_features_in_`` and ``input_shape_`` set to ``d`` consistently (the
+    shared attributes must agree, or the file is refused before any probe)."""
+    return _both(
+        _set(("attributes", "n_features_in_"), d),
+        _set(("attributes", "input_shape_"), {"__tuple__": [d]}),
+    )
+
+
+def _median(d):
+    """A ``training_median_`` of ``d`` features in the tensors."""
+
+    def edit(arrays):
+        arrays["training_median_"] = np.zeros(d)
 
     return edit
 
@@ -255,10 +280,8 @@ def cases(forge: Forge):
             forge.make("header_bomb", "svdd", blob=_header_bomb()),
         ),
         (
-            "n_features_in_=2**24",
-            forge.make(
-                "nfeat", "svdd", edit=_set(("attributes", "n_features_in_"), 2**24)
-            ),
+            "n_features_in_=2**24 (and input_shape_)",
+            forge.make("nfeat", "svdd", edit=_features(2**24)),
         ),
         (
             "DiscriminatorGuidedGAN, n_transforms=10**9",
@@ -272,9 +295,10 @@ def cases(forge: Forge):
             ),
         ),
         (
-            "DiscriminatorGuidedGAN (orthogonal), n_features_in_=50000",
+            "DiscriminatorGuidedGAN (orthogonal), n_features_in_=50000 (and "
+            "input_shape_, training_median_)",
             forge.make(
-                "dgg_d", "dgg_orth", edit=_set(("attributes", "n_features_in_"), 50000)
+                "dgg_d", "dgg_orth", edit=_features(50000), tensors=_median(50000)
             ),
         ),
     ]

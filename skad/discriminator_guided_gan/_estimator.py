@@ -239,6 +239,12 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
         "padding_mode": [StrOptions({"zeros", "circular", "reflect", "replicate"})],
     }
 
+    #: Checked by :func:`skad.load`: the score divides by ``feature_scale_``
+    #: (the training median of the feature term, floored at 1e-12 in fit).
+    _fitted_attribute_constraints = {
+        "feature_scale_": [Interval(Real, 1e-12, None, closed="left")],
+    }
+
     _supports_images = True
     _auto_updates = (600, 5, 300)
 

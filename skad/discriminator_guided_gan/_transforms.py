@@ -59,20 +59,25 @@ class VectorTransforms(_Standardised):
         d, K = n_features, n_transforms
         self.kind = kind
         self._init_statistics(d)
+        # The buffers, the identity and the range are torch tensors, so that
+        # a build on the meta device (skad.load) allocates nothing sized by
+        # the number of features: only the random draws are numpy arrays.
         if kind == "permutation":
-            perm = np.stack([np.arange(d)] + [rng.permutation(d) for _ in range(K - 1)])
-            sign = np.ones((K, d))
-            sign[1:] = rng.choice([-1.0, 1.0], size=(K - 1, d))
-            self.register_buffer("perm", torch.as_tensor(perm, dtype=torch.long))
-            self.register_buffer("sign", torch.as_tensor(sign, dtype=torch.float32))
+            perm = torch.empty((K, d), dtype=torch.long)
+            perm[0] = torch.arange(d)
+            for k in range(1, K):
+                perm[k] = torch.as_tensor(rng.permutation(d))
+            sign = torch.ones((K, d))
+            sign[1:] = torch.as_tensor(rng.choice([-1.0, 1.0], size=(K - 1, d)))
+            self.register_buffer("perm", perm)
+            self.register_buffer("sign", sign)
         else:
-            mats = [np.eye(d)]
-            for _ in range(K - 1):
+            weight = torch.empty((K, d, d))
+            weight[0] = torch.eye(d)
+            for k in range(1, K):
                 q, r = np.linalg.qr(rng.normal(size=(d, d)))
-                mats.append(q * np.sign(np.diag(r)))
-            self.register_buffer(
-                "weight", torch.as_tensor(np.stack(mats), dtype=torch.float32)
-            )
+                weight[k] = torch.as_tensor(q * np.sign(np.diag(r)))
+            self.register_buffer("weight", weight)
 
     def one(self, x, k: int):
         """``T_k`` applied to every row of standardised ``x``."""

@@ -185,6 +185,18 @@ class ESAD(BaseSemiSupervisedDetector):
         "adversarial_weight": [Interval(Real, 0, None, closed="left")],
     }
 
+    #: Checked by :func:`skad.load`: the score divides by these (set in
+    #: ``_set_score_scales``, never below ``_SCALE_FLOOR``).
+    _fitted_attribute_constraints = {
+        name: [Interval(Real, _SCALE_FLOOR, None, closed="left")]
+        for name in (
+            "reconstruction_scale_",
+            "norm_scale_",
+            "reconstruction_spread_",
+            "norm_spread_",
+        )
+    }
+
     def __init__(
         self,
         *,

@@ -447,7 +447,8 @@ class _TensorFile:
             if t.dtype in _FLOAT_DTYPES and not bool(torch.isfinite(part).all()):
                 raise ModelFileError(
                     f"{self.path}: {where} holds NaN or infinite values; a model "
-                    "with non-finite weights would score NaN."
+                    "with non-finite weights computes non-finite scores, which "
+                    "predict would flag as outliers whatever the row."
                 )
             if nonnegative and bool((part < 0).any()):
                 raise ModelFileError(f"{self.path}: {where} holds negative values.")

@@ -96,3 +96,25 @@ def _float32_range(v) -> bool:
     """Not NaN, and infinite or within the float32 range (skad computes in
     float32: larger finite values overflow or are never legitimate)."""
     return math.isinf(v) or abs(v) <= _FLOAT32_MAX
+
+
+def _as_key(key) -> bytes | None:
+    if key is None:
+        return None
+    if isinstance(key, str):
+        key = key.encode("utf-8")
+    if not isinstance(key, bytes | bytearray | memoryview):
+        raise TypeError(
+            f"key must be bytes or str, got {type(key).__name__}; for example "
+            "secrets.token_bytes(32), kept secret."
+        )
+    key = bytes(key)
+    if not key:
+        raise ValueError("key must not be empty; use e.g. secrets.token_bytes(32).")
+    return key
+
+
+def _allowed_classes() -> dict[str, type]:
+    from skad.utils.discovery import all_estimators
+
+    return {f"{cls.__module__}.{cls.__qualname__}": cls for _, cls in all_estimators()}

@@ -260,20 +260,25 @@ def _modules_in(value):
 def _check_feature_count(est, plain: dict, tensors: _TensorFile, path) -> None:
     """Refuse an ``n_features_in_`` that sizes networks beyond the file.
 
-    Some ``_build_networks`` hooks allocate numpy arrays sized by the number
+    A ``_build_networks`` hook may allocate numpy arrays sized by the number
     of features before drawing any random number (an identity matrix, a
-    range), which the meta device does not cover. Builds on the meta device
-    at 2, 3 and 4 features tell whether the networks grow with the number of
+    range), which the meta device does not cover (skad's own hooks build
+    such arrays with torch; this guards any that do not). Builds on the meta
+    device at 2, 3 and 4 features (``n_features_in_`` and the first entry of
+    ``input_shape_``) tell whether the networks grow with the number of
     features, linearly or quadratically; the file must then hold at least
     ``n_features_in_`` (or its square) values before the real build runs.
     """
     d, have = plain.get("n_features_in_"), tensors.total_elements
     if not _is_int(d) or d <= 4 or d * d <= have:
         return
+    shape = plain.get("input_shape_")
     counts = []
     try:
         for probe in (2, 3, 4):
             est.n_features_in_ = probe
+            if isinstance(shape, tuple) and shape:  # (d,) or (C, H, W)
+                est.input_shape_ = (probe, *shape[1:])
             with torch.device("meta"):
                 _build(est, have + 1024, path)
             counts.append(_n_values(est))

@@ -230,7 +230,9 @@ def _check_common(name, value, ctx):  # noqa: C901 - one rule per name
             and (not isinstance(shape, tuple) or value.shape == shape)
             and np.all(np.isfinite(value))
         ):
-            raise _Invalid("training_median_ must be a finite float array of input_shape_")
+            raise _Invalid(
+                "training_median_ must be a finite float array of input_shape_"
+            )
     elif name in ("score_scale_",):
         if not (_is_real(value) and 0 < float(value) <= _FLOAT32_MAX):
             raise _Invalid(f"{name} must be a positive finite float, got {value!r}")
@@ -264,20 +266,75 @@ def _check_values(name, value):
                 raise _Invalid(f"{name} holds NaN or infinite values")
 
 
+#: Attributes the others are checked against: checked first, so that a bad
+#: ``n_features_in_`` is reported as such, not as a mismatch of the others.
+_CHECKED_FIRST = ("n_features_in_", "input_mode_", "input_shape_")
+
+#: Attributes every fitted detector has (``BaseDeepDetector.fit`` sets them;
+#: scoring, ``predict_proba`` and :func:`skad.explain` need them). A file
+#: with fitted attributes must hold all of them.
+_REQUIRED_WHEN_FITTED = frozenset(
+    {
+        "offset_",
+        "score_scale_",
+        "train_contamination_",
+        "n_excluded_",
+        "loss_curve_",
+        "n_iter_",
+        "best_loss_",
+        "device_",
+        "training_median_",
+        "input_mode_",
+        "input_shape_",
+        "n_features_in_",
+    }
+)
+
+
+def _declared_constraints(cls) -> dict[str, list[list]]:
+    """``{name: [constraints, ...]}`` from ``_fitted_attribute_constraints``
+    of ``cls`` and its bases: each class's list is a choice (one constraint
+    must hold), and the lists of every class that declares the name must all
+    be satisfied, so a subclass need not repeat its bases' declarations."""
+    out: dict[str, list[list]] = {}
+    for klass in reversed(cls.__mro__):
+        declared = vars(klass).get("_fitted_attribute_constraints") or {}
+        for name, constraints in declared.items():
+            out.setdefault(name, []).append(list(constraints))
+    return out
+
+
+def _check_declared_ranges(cls, name, value, constraints):
+    for choice in constraints.get(name, ()):
+        checks = [make_constraint(c) for c in choice]
+        if not any(c.is_satisfied_by(value) for c in checks):
+            raise _Invalid(
+                f"{name} must be {' or '.join(str(c) for c in checks)} (as "
+                f"{cls.__name__} declares), got {_short_repr(value)}"
+            )
+
+
 def _check_attributes(cls, attributes: dict, params: dict, *, saving=False):
     """Names, declared types and ranges of fitted attributes.
 
     Types come from the class docstring's ``Attributes`` section; a class may
     also declare value ranges in ``_fitted_attribute_constraints``, a dict
     like ``_parameter_constraints`` (for example ``{"feature_scale_":
-    [Interval(Real, 0, None, closed="neither")]}``).
+    [Interval(Real, 0, None, closed="neither")]}``), merged over its bases.
+    A fitted detector must hold every attribute of ``_REQUIRED_WHEN_FITTED``.
 
     Raises ``_Invalid`` from :func:`load`'s point of view; with ``saving`` it
     raises the ``TypeError`` / ``ValueError`` :func:`save` documents.
     """
     declared = _declared_attributes(cls)
+    constraints = _declared_constraints(cls)
     ctx = {**params, **attributes}
-    for name, value in attributes.items():
+    order = sorted(
+        attributes,
+        key=lambda k: _CHECKED_FIRST.index(k) if k in _CHECKED_FIRST else 99,
+    )
+    for name in order:
+        value = attributes[name]
         try:
             if not (isinstance(name, str) and name.isidentifier()) or (
                 keyword.iskeyword(name)
@@ -313,21 +370,25 @@ def _check_attributes(cls, attributes: dict, params: dict, *, saving=False):
                     f"{name} must be {declared[name]} (as {cls.__name__} "
                     f"declares), got {_short_repr(value)}"
                 )
-            constraints = getattr(cls, "_fitted_attribute_constraints", {})
-            if name in constraints and not any(
-                make_constraint(c).is_satisfied_by(value) for c in constraints[name]
-            ):
-                raise _Invalid(
-                    f"{name} must be "
-                    f"{' or '.join(str(make_constraint(c)) for c in constraints[name])}"
-                    f" (as {cls.__name__} declares), got {_short_repr(value)}"
-                )
+            _check_declared_ranges(cls, name, value, constraints)
         except _Invalid as exc:
             if saving:
                 raise ValueError(
                     f"{cls.__name__} cannot be saved: {exc}; skad.load would refuse it."
                 ) from None
             raise
+    missing = _REQUIRED_WHEN_FITTED - set(attributes) if attributes else ()
+    if missing:
+        message = (
+            f"it holds fitted attributes but lacks {sorted(missing)[:5]}, which "
+            f"every fitted {cls.__name__} has"
+        )
+        if saving:
+            raise ValueError(
+                f"{cls.__name__} cannot be saved: {message} (did fit fail?); "
+                "skad.load would refuse it."
+            )
+        raise _Invalid(message)
 
 
 def _short_repr(value) -> str:
