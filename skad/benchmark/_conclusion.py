@@ -122,10 +122,10 @@ def _ratio(a, b) -> str:
         return ""
     ratio = a / b
     if ratio >= 1.5:
-        return f"{ratio:.0f}x slower to fit" if ratio >= 10 else f"{ratio:.1f}x slower"
+        return f"{ratio:.{0 if ratio >= 10 else 1}f}x slower to fit"
     if ratio <= 1 / 1.5:
         inv = 1 / ratio
-        return f"{inv:.0f}x faster to fit" if inv >= 10 else f"{inv:.1f}x faster"
+        return f"{inv:.{0 if inv >= 10 else 1}f}x faster to fit"
     return "about as fast to fit"
 
 
@@ -152,7 +152,7 @@ def verdict_text(c, thin=False) -> str:
     """One sentence: what to use on data like this (hedged when ``thin``)."""
     s, r = c["skad"], c["reference"]
     if s is None and r is None:
-        return "No detector has a result on every dataset here."
+        return "Neither a skad detector nor a baseline has a result on every dataset."
     if s is None or r is None:
         side = "skad detector" if r is None else "baseline"
         only = s or r

@@ -197,7 +197,9 @@ def _verdict(c, code) -> tuple[str, str]:
         only = s or r
         side = "skad detector" if r is None else "baseline"
         if only is None:
-            return "-", "No detector has a result on every dataset."
+            return "-", (
+                "Neither a skad detector nor a baseline has a result on every dataset."
+            )
         return "-", f"Only {code(only['detector'])} competes: no {side} ran here."
     w, t, l_ = c["wtl"]
     diff = s["auc"] - r["auc"]
