@@ -374,7 +374,7 @@ def test_record_columns_are_the_csv_columns():
         "roc_auc", "average_precision", "fit_seconds", "score_seconds",
         "n_samples", "n_samples_original", "n_features", "n_train",
         "n_train_anomalies", "n_test", "n_test_anomalies", "n_labeled",
-        "label_fraction", "threads", "error",
+        "label_fraction", "threads", "error", "f1_auto", "f1_true", "auto_flagged",
     ]  # fmt: skip
     record = EvalRecord(
         dataset="d", detector="D", seed=3, setting="one-class", status="ok",
@@ -465,3 +465,121 @@ def test_retry_failed_reruns_only_failed_jobs(tmp_path):
     (other / "results.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="other columns"):
         run(suite, **{**kwargs, "output": other})
+
+
+# ------------------------------------------------- thresholds: F1 columns
+def _f1(y, is_inlier):
+    from sklearn.metrics import f1_score
+
+    return f1_score(y, (np.asarray(is_inlier) == -1).astype(int), zero_division=0.0)
+
+
+def _fit(detector, X):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), detector).fit(X)
+
+
+def _overlapping(seed=0):
+    """Anomalies that overlap the normal rows: thresholds matter."""
+    rng = np.random.default_rng(seed)
+    X = np.r_[rng.normal(size=(270, 4)), rng.normal(1.5, 1.0, size=(30, 4))]
+    y = np.r_[np.zeros(270, int), np.ones(30, int)]
+    return prepare_split(X, y, seed=seed)
+
+
+def test_f1_auto_is_the_skad_auto_threshold_of_the_same_model():
+    from skad import DeepSVDD
+    from skad.base import _auto_threshold
+    from skad.benchmark._thresholds import threshold_metrics, training_scores
+
+    s = _overlapping()
+    rate = s["n_train_anomalies"] / s["n_train"]
+    params = dict(max_iter=3, device="cpu", random_state=0)
+    pipe = _fit(DeepSVDD(**params), s["X_train"])  # contamination=0.1
+    train = training_scores(pipe, s["X_train"])
+    test = pipe.score_samples(s["X_test"])
+    m = threshold_metrics(s["y_test"], test, train, rate)
+    # what the same detector sets with contamination="auto" / the true rate
+    auto = _fit(DeepSVDD(contamination="auto", **params), s["X_train"])
+    assert auto[-1].offset_ == -_auto_threshold(-train)
+    np.testing.assert_array_equal(auto.score_samples(s["X_test"]), test)
+    assert m["f1_auto"] == _f1(s["y_test"], auto.predict(s["X_test"]))
+    assert m["auto_flagged"] == np.mean(auto.predict(s["X_test"]) == -1)
+    true = _fit(DeepSVDD(contamination=rate, **params), s["X_train"])
+    assert m["f1_true"] == _f1(s["y_test"], true.predict(s["X_test"]))
+
+
+@pytest.mark.parametrize("name", ["IsolationForest", "LOF", "KNN"])
+def test_f1_true_matches_the_baselines_own_contamination(name):
+    from skad.benchmark._thresholds import threshold_metrics, training_scores
+
+    s = _overlapping(1)
+    rate = s["n_train_anomalies"] / s["n_train"]
+    spec = get_registry()[name]
+    pipe = _fit(spec(0), s["X_train"])
+    m = threshold_metrics(
+        s["y_test"],
+        pipe.score_samples(s["X_test"]),
+        training_scores(pipe, s["X_train"]),
+        rate,
+    )
+    # the baseline fitted with contamination = the true rate predicts the same
+    own = _fit(spec(0).set_params(contamination=rate), s["X_train"])
+    assert m["f1_true"] == pytest.approx(_f1(s["y_test"], own.predict(s["X_test"])))
+
+
+def test_adapter_keeps_the_training_scores_its_threshold_uses():
+    X, _ = _data()
+    est = PyODAdapter(_FakePyODWithTrainingScores).fit(X)
+    np.testing.assert_array_equal(est.training_scores_, -X[:, 0].astype(np.float32))
+
+
+def test_records_carry_f1_columns_and_the_csv_too(tmp_path):
+    specs = [DetectorSpec("Perfect", _Perfect), "IsolationForest", "LOF"]
+    rows = run(
+        {"planted": _data()},
+        detectors=specs,
+        setting="one-class",
+        output=tmp_path,
+        isolate=False,
+        progress=False,
+        as_frame=False,
+    )
+    for r in rows:
+        assert r["status"] == "ok" and r["error"] is None
+        assert 0 <= r["f1_auto"] <= 1 and 0 <= r["f1_true"] <= 1
+        assert 0 <= r["auto_flagged"] <= 1
+    perfect = rows[0]
+    # anomalies (feature 0 >= 10) lie far beyond every normal training row
+    assert perfect["f1_auto"] == perfect["f1_true"] == 1.0
+    assert perfect["auto_flagged"] == pytest.approx(12 / 120)
+    back = read_csv(tmp_path / "results.csv")
+    assert [r["f1_auto"] for r in back] == [round(r["f1_auto"], 6) for r in rows]
+
+
+def test_resuming_a_file_without_the_f1_columns(tmp_path):
+    kwargs = dict(
+        detectors=[DetectorSpec("Perfect", _Perfect)],
+        output=tmp_path,
+        isolate=False,
+        progress=False,
+        as_frame=False,
+    )
+    run({"planted": _data()}, **kwargs)
+    path = tmp_path / "results.csv"
+    old = FIELDS[: FIELDS.index("error") + 1]  # the columns of earlier versions
+    with open(path, newline="") as fh:
+        rows = [{k: r[k] for k in old} for r in csv.DictReader(fh)]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, old)
+        writer.writeheader()
+        writer.writerows(rows)
+    assert read_csv(path)[0]["f1_auto"] is None  # loads, new columns empty
+    both = run({"planted": _data(), "planted2": _data(seed=1)}, **kwargs)
+    assert [r["dataset"] for r in both] == ["planted", "planted2"]
+    back = read_csv(path)
+    assert back[0]["f1_auto"] is None and back[1]["f1_auto"] == 1.0
+    with open(path) as fh:
+        assert fh.readline().strip().split(",") == FIELDS

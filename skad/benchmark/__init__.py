@@ -6,13 +6,17 @@ suite). The protocol (splits, settings, seeds, scaling, metrics, timeouts,
 threads) is described in the README.
 
 Modules: ``_protocol`` (splits, :class:`EvalJob`, :class:`EvalRecord`),
-``_speed`` (:class:`SpeedJob`, :class:`SpeedRecord`, sgemm and FLOPs),
-``_records`` (columns and CSV of typed records), ``_runner`` (child
+``_thresholds`` (F1 at the ``contamination="auto"`` and true-contamination
+thresholds), ``_speed`` (:class:`SpeedJob`, :class:`SpeedRecord`, sgemm and
+FLOPs), ``_records`` (columns and CSV of typed records), ``_runner`` (child
 processes, timeouts, resumption), ``_plans`` (:class:`EvalPlan`,
 :class:`SpeedPlan`: jobs, execution, report), ``_run`` (:func:`run`,
 :func:`run_speed`), ``_registry`` and ``_adapters`` (detectors by name),
-``_suites`` (tasks), ``_report`` (tables and plots), ``__main__`` (the
-command line, the only place that prints).
+``_suites`` (tasks), ``_summary`` (aggregation, repeated detectors),
+``_conclusion`` (best skad detector against the best baseline), ``_report``
+(Markdown tables), ``_plots`` (PNG plots), ``choose`` (the "Which
+detector?" page), ``__main__`` (the command line, the only place that
+prints besides ``choose``).
 
 Examples
 --------

@@ -122,6 +122,8 @@ class _ScoreAdapter(OutlierMixin, BaseEstimator):
             train = -np.asarray(train, dtype=np.float64)
         else:
             train = self.score_samples(X)
+        # the training scores the threshold comes from (the benchmark's F1)
+        self.training_scores_ = train
         self.offset_ = float(np.percentile(train, 100.0 * self.contamination))
         return self
 

@@ -11,14 +11,16 @@ text the command line prints. Nothing here prints.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from skad.benchmark._protocol import SETTINGS, EvalJob
-from skad.benchmark._registry import select
+from skad.benchmark._conclusion import conclusion_markdown
+from skad.benchmark._protocol import SETTINGS, EvalJob, EvalRecord
+from skad.benchmark._registry import detector_info, select
 from skad.benchmark._report import overall_table, summarize, to_markdown, write_plots
 from skad.benchmark._runner import resolve_threads, run_jobs
 from skad.benchmark._speed import speed_jobs
@@ -30,6 +32,10 @@ __all__ = ["EvalPlan", "Plan", "SpeedPlan"]
 logger = logging.getLogger("skad.benchmark")
 
 DEFAULT_SEEDS = {"adbench": (0, 1, 2)}
+
+#: File of an output directory with the threads, device, versions and date of
+#: the last invocation that ran jobs there (the header of ``summary.md``).
+RUN_INFO = "run-info.json"
 
 
 def _versions() -> str:
@@ -102,16 +108,18 @@ class Plan:
     isolate: bool = True
     timeout: float | None = None
     n_jobs: int = 1
+    n_ran: int = field(default=0, init=False, repr=False)
 
     def execute(self, output=None, *, resume=True, retry_failed=False, progress=True):
         """Run the jobs; returns one record per job, in the order of the jobs.
 
         ``output``'s CSV receives each record as its job finishes; with
         ``resume`` the jobs already in it are not run again (``retry_failed``
-        re-runs the failed ones).
+        re-runs the failed ones). :attr:`n_ran` counts the jobs that ran.
         """
         csv_path = Path(output) / self.csv_name if output is not None else None
-        return run_jobs(
+        stats = {}
+        records = run_jobs(
             self.jobs,
             csv_path=csv_path,
             timeout=self.timeout if self.isolate else None,
@@ -123,7 +131,10 @@ class Plan:
             n_jobs=self.n_jobs,
             jobs_per_process=self.jobs_per_process,
             desc=self.desc,
+            stats=stats,
         )
+        self.n_ran = stats["ran"]
+        return records
 
     def threads_text(self) -> str:
         """Threads, wait policy and processes, as in the report."""
@@ -214,17 +225,46 @@ class EvalPlan(Plan):
             **options,
         )
 
+    def execute(self, output=None, **options):
+        """:meth:`Plan.execute`, each record as the CSV stores it (floats
+        rounded to their column's format), so that a report is the same
+        whether its jobs just ran or were read back from the file."""
+        records = super().execute(output, **options)
+        return [EvalRecord.from_row(r.to_row()) for r in records]
+
     def summarize(self, records, baseline="IsolationForest") -> dict:
         """:func:`~skad.benchmark.summarize` in the plan's detector and dataset
-        order."""
+        order, from the values as the CSV stores them."""
         return summarize(
-            [r.as_dict() for r in records],
+            [EvalRecord.from_row(r.to_row()).as_dict() for r in records],
             baseline=baseline,
             detectors=[s.name for s in self.specs],
             datasets=[t.name for t in self.tasks],
+            info=detector_info([s.name for s in self.specs], self.specs),
         )
 
-    def meta(self, records, summary) -> dict:
+    def run_info(self, output=None) -> dict:
+        """Threads, device, versions and date of the last invocation that ran
+        jobs into ``output`` (kept in its ``run-info.json``), so that a report
+        re-written without new jobs stays byte for byte the same."""
+        path = Path(output) / RUN_INFO if output is not None else None
+        if path is not None and self.n_ran == 0 and path.exists():
+            try:
+                return json.loads(path.read_text())
+            except (OSError, ValueError):
+                logger.warning("%s is unreadable: written anew", path)
+        info = {
+            "threads": self.threads_text(),
+            "device": _device_name(),
+            "versions": _versions(),
+            "jobs last run": _now(),
+        }
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(info, indent=1) + "\n")
+        return info
+
+    def meta(self, records, summary, run_info=None) -> dict:
         """The header lines of ``summary.md``."""
         subsampled = sorted(
             {
@@ -257,10 +297,7 @@ class EvalPlan(Plan):
             "timeout": f"{self.timeout:g} s per job"
             if self.timeout and self.isolate
             else "none",
-            "threads": self.threads_text(),
-            "device": _device_name(),
-            "versions": _versions(),
-            "date": _now(),
+            **(run_info if run_info is not None else self.run_info()),
         }
         failures = [
             [r.dataset, r.detector, r.seed, r.status, (r.error or "")[:160]]
@@ -278,19 +315,24 @@ class EvalPlan(Plan):
         overall table with a title line, as the command line prints it."""
         summary = self.summarize(records, baseline)
         out_dir = Path(output) if output is not None else None
+        files = []
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-            markdown = to_markdown(summary, self.meta(records, summary))
+            info = self.run_info(out_dir)
+            markdown = to_markdown(summary, self.meta(records, summary, info))
             (out_dir / "summary.md").write_text(markdown + "\n")
+            files = [out_dir / self.csv_name, out_dir / "summary.md"]
             if plots:
-                write_plots(summary, out_dir)
+                files += [Path(p) for p in write_plots(summary, out_dir)]
+            files.append(out_dir / RUN_INFO)
         text = (
             f"\nskad benchmark - suite {self.suite}, setting {self.setting}, seeds "
             f"{' '.join(map(str, self.seeds))}, {len(self.tasks)} datasets; "
-            f"{self.threads_text()}\n{overall_table(summary)}"
+            f"{self.threads_text()}\n{overall_table(summary)}\n\n"
+            f"{conclusion_markdown(summary, self.setting).rstrip()}"
         )
-        if out_dir is not None:
-            text += f"\n\nResults: {out_dir / 'results.csv'}, {out_dir / 'summary.md'}"
+        if files:
+            text += "\n\nFiles written:\n" + "\n".join(f"  {p}" for p in files)
         return text
 
 

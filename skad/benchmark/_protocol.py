@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from skad.benchmark._records import BaseRecord, column
+from skad.benchmark._thresholds import threshold_metrics, training_scores
 
 __all__ = ["EvalJob", "EvalRecord", "FIELDS", "SETTINGS", "SplitCache", "prepare_split"]
 
@@ -32,6 +33,12 @@ class EvalRecord(BaseRecord):
     ``status`` is ``"ok"``, ``"failed"`` or ``"timeout"``; the metrics and
     times are None unless it is ``"ok"``. ``n_labeled`` counts the labels the
     detector received (0 for a detector whose ``fit`` takes no labels).
+    ``f1_auto``, ``f1_true`` and ``auto_flagged`` (the last columns, absent
+    from files of earlier versions) are the F1 of ``predict`` at the
+    label-free ``contamination="auto"`` threshold and at the true training
+    contamination, and the share of test rows the former flags, from the same
+    fitted model (:mod:`skad.benchmark._thresholds`); None when they could
+    not be computed (``error`` then says why while ``status`` stays ``"ok"``).
     """
 
     KEY = ("dataset", "detector", "seed", "setting")
@@ -58,6 +65,9 @@ class EvalRecord(BaseRecord):
     label_fraction: float | None = column(float)
     threads: int | None = column(int)
     error: str | None = column()
+    f1_auto: float | None = column(float, ".6f")
+    f1_true: float | None = column(float, ".6f")
+    auto_flagged: float | None = column(float, ".6f")
 
 
 #: Columns of ``results.csv``, one row per (dataset, detector, seed, setting).
@@ -271,4 +281,17 @@ class EvalJob:
         except Exception as exc:  # noqa: BLE001 - reported as a failed row
             logger.debug("job failed:\n%s", traceback.format_exc())
             record.status, record.error = "failed", _error_text(exc)
+            return record
+        # after the ROC AUC, from the same fitted model: thresholds and F1
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                train_scores = training_scores(pipe, split["X_train"])
+            rate = split["n_train_anomalies"] / split["n_train"]
+            metrics = threshold_metrics(split["y_test"], scores, train_scores, rate)
+            for name, value in metrics.items():
+                setattr(record, name, value)
+        except Exception as exc:  # noqa: BLE001 - the ROC AUC stands
+            logger.debug("thresholds failed:\n%s", traceback.format_exc())
+            record.error = "f1: " + _error_text(exc)
         return record

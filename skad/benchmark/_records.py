@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import logging
+import os
 from pathlib import Path
 
 __all__ = ["BaseRecord", "ResultsCsv", "column", "read_csv"]
+
+logger = logging.getLogger("skad.benchmark")
 
 
 def column(kind=str, fmt=".6g", default=None):
@@ -104,21 +108,28 @@ def read_csv(path, record_type=None):
     Returns
     -------
     rows : list of dict
+        Every column of ``record_type`` (None where the file has no such
+        column, as in files of earlier versions), then any other column of
+        the file.
     """
     if record_type is None:
         from skad.benchmark._protocol import EvalRecord
 
         record_type = EvalRecord
     kinds = record_type._kinds()
+    empty = dict.fromkeys(record_type.columns())  # columns of later versions
     with open(path, newline="") as fh:
-        return [parse_row(row, kinds) for row in csv.DictReader(fh)]
+        return [{**empty, **parse_row(row, kinds)} for row in csv.DictReader(fh)]
 
 
 class ResultsCsv:
     """Appends records to a CSV file, one flushed row per record.
 
     An existing file must have the columns of ``record_type``; its records
-    are available from :meth:`read`.
+    are available from :meth:`read`. A file of an earlier version, whose
+    columns are the first ones of ``record_type`` (columns are only ever added
+    at the end), is read as it is (the new columns empty) and rewritten with
+    the full header when opened for appending.
     """
 
     def __init__(self, path, record_type):
@@ -134,21 +145,48 @@ class ResultsCsv:
         with open(self.path, newline="") as fh:
             return [self.record_type.from_row(r) for r in csv.DictReader(fh)]
 
-    def _check_header(self):
+    def _check_header(self) -> bool:
+        """True when the file has every column; False for an older file whose
+        columns are the first ones; raises for any other header."""
         with open(self.path, newline="") as fh:
             header = next(csv.reader(fh), [])
-        if header != self.record_type.columns():
-            raise ValueError(
-                f"{str(self.path)!r} has other columns than this version "
-                "writes; use another --output (or --no-resume to overwrite it)."
-            )
+        columns = self.record_type.columns()
+        if header == columns:
+            return True
+        if header and header == columns[: len(header)]:
+            return False
+        raise ValueError(
+            f"{str(self.path)!r} has other columns than this version "
+            "writes; use another --output (or --no-resume to overwrite it)."
+        )
+
+    def _add_columns(self):
+        """Rewrite an older file with the full header (new cells empty)."""
+        columns = self.record_type.columns()
+        with open(self.path, newline="") as fh:
+            reader = csv.DictReader(fh, restval="")
+            rows = list(reader)
+            added = [c for c in columns if c not in (reader.fieldnames or [])]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+        logger.warning(
+            "%s: added the columns %s of this version (empty for its %d rows)",
+            self.path,
+            ", ".join(added),
+            len(rows),
+        )
 
     def open(self):
-        """Open for appending (writes the header of a new file)."""
+        """Open for appending (writes the header of a new file, completes the
+        header of an older one)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
-        if not new:
-            self._check_header()
+        if not new and not self._check_header():
+            self._add_columns()
         self.fh = open(self.path, "a", newline="")
         self.writer = csv.DictWriter(self.fh, self.record_type.columns())
         if new:

@@ -310,3 +310,59 @@ def describe(spec) -> str:
     label = target if isinstance(target, str) else getattr(target, "__name__", "?")
     args = ", ".join(f"{k}={v!r}" for k, v in spec.params.items())
     return f"{label}({args})"
+
+
+#: Legend of each kind of detector in the report (skad's side first).
+KIND_LABELS = {
+    "skad": "skad",
+    "variant": "skad variant",
+    "baseline": "baseline",
+    "pyod": "PyOD",
+    "deepod": "DeepOD",
+    "custom": "other",
+}
+
+
+def _takes_labels(spec) -> bool:
+    from skad.utils import accepts_labels
+
+    if spec.kind in ("pyod", "deepod"):
+        return _is_semi(spec)
+    try:
+        return accepts_labels(spec.resolve())
+    except Exception:  # noqa: BLE001 - an unresolvable custom detector
+        return False
+
+
+def detector_info(names, specs=None) -> dict:
+    """What the report needs to know of each detector name.
+
+    Returns ``name -> {"kind", "side", "labels"}``: ``kind`` as in
+    :class:`DetectorSpec` (``"custom"`` for a name the registry does not
+    know), ``side`` ``"skad"`` (skad detectors and their variants),
+    ``"reference"`` (baselines, PyOD, DeepOD) or ``"other"``, and ``labels``
+    whether its ``fit`` takes semi-supervised labels. ``specs`` (of a plan)
+    take precedence over the registry; names of results files are looked up
+    in the registry, PyOD / DeepOD names too when those packages are absent.
+    """
+    known = {}
+    for table, kind in ((PYOD, "pyod"), (DEEPOD, "deepod"), (DEEPOD_SEMI, "deepod")):
+        for name, (target, params) in table.items():
+            known[name] = _adapter(name, target, params, kind, table is DEEPOD_SEMI)
+    known.update(get_registry(peers=False))
+    known.update({s.name: s for s in specs or ()})
+    info = {}
+    for name in names:
+        spec = known.get(name)
+        kind = spec.kind if spec is not None else "custom"
+        if kind == "variant":
+            target = spec.target
+            where = target if isinstance(target, str) else target.__module__
+            if not where.startswith("skad."):
+                kind = "custom"
+        side = {"skad": "skad", "variant": "skad", "custom": "other"}.get(
+            kind, "reference"
+        )
+        labels = spec is not None and _takes_labels(spec)
+        info[name] = {"kind": kind, "side": side, "labels": labels}
+    return info

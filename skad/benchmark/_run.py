@@ -86,8 +86,10 @@ def run(
         Torch threads per job; None/"auto" = all cores when idle, fewer on a
         busy machine (see :func:`skad.benchmark._runner.resolve_threads`).
     output : str or path, default=None
-        Directory for ``results.csv``, ``summary.md`` and the plots; None
-        writes nothing. Rows already in its CSV are not re-run.
+        Directory for ``results.csv``, ``summary.md``, the plots and
+        ``run-info.json``; None writes nothing. Rows already in its CSV are
+        not re-run, and without new jobs ``summary.md`` is rewritten byte for
+        byte.
     resume : bool, default=True
         Skip jobs already recorded in ``output``'s CSV (False starts over).
     retry_failed : bool, default=False
@@ -110,7 +112,8 @@ def run(
     -------
     records : list of dict or pandas.DataFrame
         One per job in the order datasets x seeds x detectors, columns as in
-        :data:`FIELDS` (the fields of :class:`EvalRecord`).
+        :data:`FIELDS` (the fields of :class:`EvalRecord`), values as
+        ``results.csv`` stores them.
 
     Notes
     -----

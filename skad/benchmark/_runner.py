@@ -221,6 +221,7 @@ def run_jobs(
     n_jobs=1,
     jobs_per_process=None,
     desc="datasets x detectors",
+    stats=None,
 ):
     """Run ``jobs``, appending each record to ``csv_path`` as it finishes.
 
@@ -251,6 +252,8 @@ def run_jobs(
         job); None keeps it.
     desc : str
         Progress-bar title.
+    stats : dict, default=None
+        Receives ``"ran"``: the number of jobs run (not read back).
 
     Returns
     -------
@@ -258,6 +261,8 @@ def run_jobs(
         One per job, in the order of ``jobs``, the ones read back from an
         earlier run (resumption) included.
     """
+    if stats is not None:
+        stats["ran"] = 0
     if not jobs:
         return []
     record_type = jobs[0].record_type
@@ -287,12 +292,14 @@ def run_jobs(
         )
     lock = threading.Lock()
     stop = threading.Event()
+    ran = []
 
     def handle(key, record):
         with lock:
             if stop.is_set():  # interrupted: do not record half-run jobs
                 return
             by_key[key] = record
+            ran.append(key)
             if store is not None:
                 store.write(record)
             if bar is not None:
@@ -344,6 +351,8 @@ def run_jobs(
             store.close()
         if bar is not None:
             bar.close()
+        if stats is not None:
+            stats["ran"] = len(ran)
     return [by_key[k] for k in keys if k in by_key]
 
 
