@@ -122,7 +122,7 @@ class DeepSAD(BaseSemiSupervisedDetector, DeepSVDD):
         norm=None,
         eta=1.0,
         contamination=0.1,
-        train_contamination=0.0,
+        train_contamination="auto",
         max_iter=50,
         batch_size=128,
         learning_rate_init=1e-3,

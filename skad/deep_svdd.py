@@ -79,6 +79,9 @@ class DeepSVDD(BaseDeepDetector):
     array([ 1, -1])
     """
 
+    #: ``train_contamination="auto"`` (chosen on validation splits).
+    _auto_train_contamination = 0.2
+
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,
         **HYPERSPHERE_CONSTRAINTS,
@@ -92,7 +95,7 @@ class DeepSVDD(BaseDeepDetector):
         activation="leaky_relu",
         norm=None,
         contamination=0.1,
-        train_contamination=0.0,
+        train_contamination="auto",
         max_iter=50,
         batch_size=128,
         learning_rate_init=1e-3,

@@ -185,6 +185,9 @@ default="auto"
     #: ``max_iter="auto"``: at least 500 stage-1 updates and 20 epochs.
     _auto_updates = (500, 20, 500)
 
+    #: ``train_contamination="auto"`` (chosen on validation splits).
+    _auto_train_contamination = 0.2
+
     def __init__(
         self,
         *,
@@ -196,7 +199,7 @@ default="auto"
         eta=1.0,
         anomaly_batch_fraction=0.0625,
         contamination=0.1,
-        train_contamination=0.0,
+        train_contamination="auto",
         max_iter=20,
         batch_size=256,
         learning_rate_init=1e-3,

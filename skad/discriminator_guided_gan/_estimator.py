@@ -269,7 +269,7 @@ class DiscriminatorGuidedGAN(BaseDeepDetector):
         feature_layers="all",
         padding_mode="zeros",
         contamination=0.1,
-        train_contamination=0.0,
+        train_contamination="auto",
         max_iter="auto",
         batch_size=128,
         learning_rate_init=1e-3,

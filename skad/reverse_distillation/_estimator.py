@@ -186,7 +186,7 @@ class ReverseDistillation(BaseDeepDetector):
         pretrain_epochs="auto",
         sigma=4.0,
         contamination=0.1,
-        train_contamination=0.0,
+        train_contamination="auto",
         max_iter="auto",
         batch_size=128,
         learning_rate_init=1e-3,
