@@ -164,6 +164,7 @@ def test_max_iter_auto_raises_epochs_on_small_data():
     X, y, _, _ = _planted_task()
     normal = X[y == 0]  # 400 rows, batch 32: 13 batches per epoch
     params = dict(FAST, batch_size=32, tol=0.0, n_iter_no_change=1000)
+    params["train_contamination"] = 0.0  # train on all 400 rows
     det = AnoMem(**dict(params, max_iter="auto")).fit(normal)
     assert det.n_iter_ == 39  # ceil(500 / 13)
     det = AnoMem(**dict(params, max_iter=2)).fit(normal)

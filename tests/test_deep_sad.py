@@ -16,11 +16,15 @@ FAST = dict(device="cpu", random_state=0)
 
 
 def test_reuses_the_shared_hypersphere_code():
+    """DeepSAD is DeepSVDD with Deep SAD's loss: network, centre and score
+    are inherited, not copied."""
     from skad import _hypersphere
 
-    for module in (skad.deep_sad, skad.deep_svdd):
-        assert module.SVDDNet is _hypersphere.SVDDNet
-        assert module.init_center is _hypersphere.init_center
+    assert issubclass(DeepSAD, DeepSVDD)
+    assert skad.deep_svdd.SVDDNet is _hypersphere.SVDDNet
+    assert skad.deep_svdd.init_center is _hypersphere.init_center
+    for hook in ("_build_networks", "_score"):
+        assert getattr(DeepSAD, hook) is getattr(DeepSVDD, hook)
 
 
 def test_without_labels_it_is_deep_svdd():
@@ -54,7 +58,9 @@ def test_loss_terms():
 
 
 def test_centre_ignores_labelled_anomalies():
-    # same seed = same initial network, so the centre only depends on the rows
+    # same seed = same initial network, so the centre only depends on the
+    # rows (all of them: no row left out by robust training)
+    FAST = dict(device="cpu", random_state=0, train_contamination=0.0)
     X, y = make_planted(n_normal=100, n_anomaly=10)
     labels = np.where(y == 1, -1, 0)
     with_labels = DeepSAD(max_iter=1, **FAST).fit(X, labels=labels).center_

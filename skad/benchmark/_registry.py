@@ -36,6 +36,18 @@ __all__ = ["BASELINES", "DetectorSpec", "VARIANTS", "get_registry", "select"]
 #: Named variants: name -> (class or dotted path, constructor keyword arguments).
 #: They run only when selected by name (or with ``--detectors variants``/``all``).
 VARIANTS: dict[str, tuple] = {
+    # trained on every training row: the defaults before robust training
+    # (ESAD and SLA2P already train on every row by default)
+    **{
+        f"{name}-plain": (f"skad.{name}", {"train_contamination": 0.0})
+        for name in (
+            "DeepSVDD",
+            "DeepSAD",
+            "AnoMem",
+            "DiscriminatorGuidedGAN",
+            "ReverseDistillation",
+        )
+    },
     "SLA2P-noperturb": ("skad.SLA2P", {"perturbation": False}),
     "SLA2P-l2": ("skad.SLA2P", {"normalize": True}),
     "ReverseDistillation-random": ("skad.ReverseDistillation", {"teacher": "random"}),
