@@ -169,6 +169,32 @@ def _fmt(value, digits=3):
     return f"{value:.{digits}f}"
 
 
+def _pct(value):
+    if value is None or value != value:
+        return "-"
+    return f"{100 * value:.1f}%"
+
+
+def _group_section(title: str, summary) -> list[str]:
+    """ROC AUC and the F1 of predict at both thresholds, for one group."""
+    out = [title, "", ".. list-table::", "   :header-rows: 1", ""]
+    headers = ["detector", "ROC AUC", "F1 auto", "F1 true", "flagged auto"]
+    out.append(f"   * - {headers[0]}")
+    out += [f"     - {h}" for h in headers[1:]]
+    for o in summary["overall"]:
+        cells = [
+            o["detector"],
+            _fmt(o["roc_auc"]),
+            _fmt(o.get("f1_auto")),
+            _fmt(o.get("f1_true")),
+            _pct(o.get("auto_flagged")),
+        ]
+        out.append(f"   * - {cells[0]}")
+        out += [f"     - {c}" for c in cells[1:]]
+    out.append("")
+    return out
+
+
 def _benchmark_section(title: str, summary) -> list[str]:
     base = summary.get("baseline", "IsolationForest")
     out = [
@@ -183,6 +209,9 @@ def _benchmark_section(title: str, summary) -> list[str]:
         "detector",
         "ROC AUC",
         "AP",
+        "F1 auto",
+        "F1 true",
+        "flagged auto",
         "avg rank",
         f"W/T/L vs {base}",
         "fit s (median)",
@@ -197,6 +226,9 @@ def _benchmark_section(title: str, summary) -> list[str]:
             o["detector"],
             _fmt(o["roc_auc"]),
             _fmt(o["average_precision"]),
+            _fmt(o.get("f1_auto")),
+            _fmt(o.get("f1_true")),
+            _pct(o.get("auto_flagged")),
             _fmt(o["rank"], 2),
             wtl,
             _fmt(o["fit_seconds"], 2),
@@ -232,6 +264,18 @@ def _write_benchmark_table() -> None:
                     f"{', '.join(map(str, seeds))} (``{source.name}``)"
                 )
                 lines += _benchmark_section(title, summary)
+                groups = summary["groups"]
+                for group in groups if len(groups) > 1 else []:
+                    rows = [
+                        r
+                        for r in part
+                        if summary["group_of"].get(r["dataset"]) == group
+                    ]
+                    n = len({r["dataset"] for r in rows})
+                    lines += _group_section(
+                        f"*{group}* ({n} datasets, ``{source.name}``):",
+                        summarize(rows),
+                    )
     else:
         lines = [
             ".. note::",
