@@ -177,12 +177,6 @@ class SLA2P(BaseDeepDetector):
     #: on validation splits, so it trains on every row.
     _auto_train_contamination = 0.0
 
-    #: Scoring chunk: SLA2P's cost per row is dominated by its perturbation
-    #: pass, so throughput is the same from 64 to 4,096 rows per chunk
-    #: (~2,200 rows/s, scripts/measure_chunk_size.py) while scoring one row
-    #: costs a whole padded chunk: 57 ms at 64 rows against 850 ms at 1,024.
-    _score_chunk_size = 64
-
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,
         "n_transforms": [Interval(Integral, 2, None, closed="left")],
