@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import platform
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def _now() -> str:
 
 
 @dataclass(kw_only=True)
-class Plan:
+class Plan(ABC):
     """The jobs of one benchmark run and how they run.
 
     Parameters
@@ -149,9 +150,9 @@ class Plan:
             f"OMP_WAIT_POLICY={policy}; {where}"
         )
 
+    @abstractmethod
     def report(self, records, output=None, **options) -> str:
         """Write the report files under ``output``; return the terminal text."""
-        raise NotImplementedError
 
 
 @dataclass(kw_only=True)
