@@ -163,82 +163,35 @@ def _write_api() -> None:
 # --------------------------------------------------------------------------
 
 
-def _fmt(value, digits=3):
-    if value is None or value != value:
-        return "-"
-    return f"{value:.{digits}f}"
-
-
-def _pct(value):
-    if value is None or value != value:
-        return "-"
-    return f"{100 * value:.1f}%"
-
-
-def _group_section(title: str, summary) -> list[str]:
-    """ROC AUC and the F1 of predict at both thresholds, for one group."""
-    out = [title, "", ".. list-table::", "   :header-rows: 1", ""]
-    headers = ["detector", "ROC AUC", "F1 auto", "F1 true", "flagged auto"]
-    out.append(f"   * - {headers[0]}")
-    out += [f"     - {h}" for h in headers[1:]]
-    for o in summary["overall"]:
-        cells = [
-            o["detector"],
-            _fmt(o["roc_auc"]),
-            _fmt(o.get("f1_auto")),
-            _fmt(o.get("f1_true")),
-            _pct(o.get("auto_flagged")),
-        ]
-        out.append(f"   * - {cells[0]}")
-        out += [f"     - {c}" for c in cells[1:]]
+def _list_table(title: str, headers, rows, underline: str | None) -> list[str]:
+    out = [title] + ([underline * len(title)] if underline else []) + [""]
+    out += [".. list-table::", "   :header-rows: 1", ""]
+    for row in [headers, *rows]:
+        out.append(f"   * - {row[0]}")
+        out += [f"     - {c}" for c in row[1:]]
     out.append("")
     return out
 
 
 def _benchmark_section(title: str, summary) -> list[str]:
-    base = summary.get("baseline", "IsolationForest")
-    out = [
-        title,
-        "~" * len(title),
-        "",
-        ".. list-table::",
-        "   :header-rows: 1",
-        "",
-    ]
-    headers = [
-        "detector",
-        "ROC AUC",
-        "AP",
-        "F1 auto",
-        "F1 true",
-        "flagged auto",
-        "avg rank",
-        f"W/T/L vs {base}",
-        "fit s (median)",
-        "score s (median)",
-        "failed jobs",
-    ]
-    out.append(f"   * - {headers[0]}")
-    out += [f"     - {h}" for h in headers[1:]]
-    for o in summary["overall"]:
-        wtl = "-" if o["wtl"] is None else "/".join(map(str, o["wtl"]))
-        cells = [
-            o["detector"],
-            _fmt(o["roc_auc"]),
-            _fmt(o["average_precision"]),
-            _fmt(o.get("f1_auto")),
-            _fmt(o.get("f1_true")),
-            _pct(o.get("auto_flagged")),
-            _fmt(o["rank"], 2),
-            wtl,
-            _fmt(o["fit_seconds"], 2),
-            _fmt(o["score_seconds"], 3),
-            str(o["n_failed"] + o["n_timeout"]),
-        ]
-        out.append(f"   * - {cells[0]}")
-        out += [f"     - {c}" for c in cells[1:]]
-    out.append("")
-    return out
+    from skad.benchmark._report import overall_rows
+
+    return _list_table(title, *overall_rows(summary), "~")
+
+
+#: Columns of the per-group tables (ROC AUC and the F1 of predict).
+_GROUP_COLUMNS = ("detector", "ROC AUC", "F1 auto", "F1 true", "flagged auto")
+
+
+def _group_section(title: str, summary) -> list[str]:
+    """ROC AUC and the F1 of predict at both thresholds, for one group."""
+    from skad.benchmark._report import overall_rows
+
+    headers, rows = overall_rows(summary)
+    keep = [headers.index(c) for c in _GROUP_COLUMNS]
+    return _list_table(
+        title, _GROUP_COLUMNS, [[row[i] for i in keep] for row in rows], None
+    )
 
 
 def _write_benchmark_table() -> None:

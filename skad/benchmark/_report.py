@@ -45,6 +45,12 @@ def _name(summary, det) -> str:
 
 def overall_table(summary) -> str:
     """The main table (printed to the terminal)."""
+    return _table(*overall_rows(summary))
+
+
+def overall_rows(summary):
+    """Headers and formatted rows of the main table (the terminal report and
+    the documentation's tables render the same cells)."""
     base = summary["baseline"]
     rows = []
     for o in summary["overall"]:
@@ -82,7 +88,7 @@ def overall_table(summary) -> str:
         "score s (median)",
         "failed jobs",
     ]
-    return _table(headers, rows)
+    return headers, rows
 
 
 def _explanation(summary) -> str:
